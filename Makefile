@@ -1,0 +1,53 @@
+# raibid.dgx_spark — the two commands that matter:
+#   make lab    set everything up and run site.yml against a local simulated DGX Spark node
+#   make test   the whole test suite (lint, unit, integration, Molecule)
+SHELL := /bin/bash
+VENV := .venv/bin
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+SCENARIOS ?=
+
+.PHONY: help setup images lab lab-run lab-down lint unit integration molecule test bench clean
+
+help:
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | expand -t 16
+
+setup: ## install tools into .venv, link the collection, make sure Docker runs
+	tests/testbed/setup.sh
+
+images: setup ## build any missing test-node images (bookworm, trixie, trixie-arm64)
+	$(VENV)/python molecule/images/build.py
+
+lab: setup ## start the lab-in-a-box node and run site.yml against it
+	$(VENV)/ansible-playbook tests/testbed/lab.yml
+	$(VENV)/ansible-playbook site.yml -i inventory/local
+
+lab-run: ## re-run site.yml against the running lab node
+	$(VENV)/ansible-playbook site.yml -i inventory/local
+
+lab-down: ## remove the lab node
+	$(VENV)/ansible-playbook tests/testbed/lab.yml -e lab_state=absent
+
+lint: setup ## yamllint, ansible-lint (production profile), ruff
+	$(VENV)/yamllint --strict .
+	$(VENV)/ansible-lint --profile production
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+
+unit: setup ## pytest unit tests of plugins and module_utils
+	$(VENV)/pytest tests/unit
+
+integration: setup ## pytest integration tests (real ansible-playbook runs, real services)
+	$(VENV)/pytest tests/integration
+
+molecule: setup ## every Molecule scenario (or SCENARIOS="a b")
+	$(VENV)/python tests/molecule_scenario.py $(SCENARIOS)
+
+test: setup ## the whole test suite: lint, unit, integration, Molecule (table of times at the end)
+	tests/run-suite.sh
+
+bench: setup ## print benchmark figures (no asserts)
+	$(VENV)/python benchmarks/bench.py
+
+clean: ## remove caches (keeps .venv and node images)
+	rm -rf .cache/molecule-timings.jsonl .pytest_cache .ruff_cache tests/output

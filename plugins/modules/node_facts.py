@@ -1,0 +1,140 @@
+#!/usr/bin/python
+# Copyright (c) 2026 raibid.dgx_spark contributors
+# MIT License (see LICENSE)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: node_facts
+short_description: Detect DGX Spark hardware, DGX OS, architecture, memory, disk and GPU
+version_added: 0.1.0
+description:
+  - Reads C(/etc/dgx-release), C(/etc/os-release), the DMI product name, C(/proc/meminfo),
+    the dpkg status database and, when present, C(nvidia-smi), and returns one structured
+    fact C(dgx_spark_node) that the other roles of the collection act on.
+  - GPU detection queries only index, name, UUID and driver version; it never relies on memory
+    fields, which the GB10 of a DGX Spark reports as unsupported (unified memory).
+  - Read-only; never reports a change.
+author:
+  - raibid.dgx_spark contributors
+options:
+  disk_path:
+    description:
+      - Path whose filesystem's free space is measured (normally the Docker data root).
+      - When it does not exist yet, the closest existing parent directory is measured.
+    type: path
+    default: /var/lib/docker
+  nvidia_smi_path:
+    description:
+      - Path to C(nvidia-smi). When omitted it is looked up on C(PATH); absent means no GPU.
+    type: path
+attributes:
+  check_mode:
+    support: full
+    description: Runs the same read-only probes in check mode.
+  diff_mode:
+    support: none
+    description: Nothing is changed, so there is no diff.
+notes:
+  - In containers the DMI product name is usually unreadable; detection then rests on
+    C(/etc/dgx-release).
+"""
+
+EXAMPLES = r"""
+- name: Detect the node
+  raibid.dgx_spark.node_facts:
+    disk_path: /var/lib/docker
+  register: node
+
+- name: Show whether this is a DGX Spark
+  ansible.builtin.debug:
+    msg: "{{ node.ansible_facts.dgx_spark_node.is_dgx_spark }}"
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: Facts published for later tasks.
+  returned: always
+  type: dict
+  contains:
+    dgx_spark_node:
+      description: Everything detected about the node.
+      type: dict
+      contains:
+        architecture:
+          description: Normalised CPU architecture (C(aarch64) or C(x86_64); others as reported).
+          type: str
+          sample: aarch64
+        is_dgx_spark:
+          description: True when the DMI product name or /etc/dgx-release names a DGX Spark.
+          type: bool
+        is_dgx_os:
+          description: True when C(/etc/dgx-release) exists.
+          type: bool
+        dgx_release:
+          description: Keys of C(/etc/dgx-release) (empty when absent).
+          type: dict
+          sample: {DGX_NAME: "DGX Spark", DGX_SWBUILD_VERSION: "7.3.1"}
+        product_name:
+          description: DMI product name, empty when unreadable.
+          type: str
+        os:
+          description:
+            - C(family) (dgx_os, ubuntu, debian, ...), C(version), C(base_id), C(base_version), C(pretty_name).
+          type: dict
+          sample:
+            family: debian
+            version: "13"
+            base_id: debian
+            base_version: "13"
+            pretty_name: "Debian GNU/Linux 13 (trixie)"
+        memory_mb:
+          description: Total memory in MiB.
+          type: int
+        disk:
+          description: C(path), C(measured_at), C(free_gb), C(total_gb).
+          type: dict
+        gpu:
+          description: C(present), C(count), C(devices) (index, name, uuid, driver_version) and C(probe) status.
+          type: dict
+        packages:
+          description: Installed versions of the container-runtime and NVIDIA packages the roles care about.
+          type: dict
+          sample: {docker-ce: "5:29.0.1-1~ubuntu.24.04~noble", nvidia-container-toolkit: "1.19.0-1"}
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.raibid.dgx_spark.plugins.module_utils.node_facts import collect
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "disk_path": {"type": "path", "default": "/var/lib/docker"},
+            "nvidia_smi_path": {"type": "path"},
+        },
+        supports_check_mode=True,
+    )
+    nvidia_smi = module.params["nvidia_smi_path"] or module.get_bin_path("nvidia-smi")
+    if module.params["nvidia_smi_path"] and not os.access(nvidia_smi, os.X_OK):
+        module.fail_json(msg=f"nvidia_smi_path: {nvidia_smi} is not an executable file")
+
+    def run(argv):
+        return module.run_command(argv, environ_update={"LC_ALL": "C"})
+
+    facts = collect(
+        root="/",
+        machine=os.uname().machine,
+        disk_path=module.params["disk_path"],
+        run=run,
+        nvidia_smi=nvidia_smi,
+    )
+    module.exit_json(changed=False, ansible_facts={"dgx_spark_node": facts})
+
+
+if __name__ == "__main__":
+    main()

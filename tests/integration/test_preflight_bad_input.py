@@ -1,0 +1,112 @@
+"""preflight refuses bad input before anything changes, naming the variable and expected form.
+
+Runs the real role with ansible-playbook on this machine (Debian 12, x86_64) in check mode.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+VALIDATION_TASKS = ("Validating arguments against arg spec", "Validate ")
+
+CASES = [
+    pytest.param(
+        {"preflight_min_memory_mb": "lots"},
+        ["preflight_min_memory_mb", "int"],
+        "validate",
+        id="wrong-type",
+    ),
+    pytest.param(
+        {"preflight_supported_architectures": ["aarch64", "sparc64"]},
+        ["preflight_supported_architectures", "sparc64", "aarch64, x86_64"],
+        "validate",
+        id="unknown-architecture-choice",
+    ),
+    pytest.param(
+        {"preflight_supported_os": ["windows"]},
+        ["preflight_supported_os", "windows", "dgx_os"],
+        "validate",
+        id="unknown-os-choice",
+    ),
+    pytest.param(
+        {"preflight_min_free_disk_gb": -1},
+        ["preflight_min_free_disk_gb", "-1", "0 or more"],
+        "validate",
+        id="negative-minimum",
+    ),
+    pytest.param(
+        {"preflight_min_os_versions": {"debian": "twelve"}},
+        ["preflight_min_os_versions", "twelve", "dotted version"],
+        "validate",
+        id="malformed-min-version",
+    ),
+    pytest.param(
+        {"preflight_docker_data_root": "var/lib/docker"},
+        ["preflight_docker_data_root", "absolute path"],
+        "validate",
+        id="relative-data-root",
+    ),
+    pytest.param(
+        {"preflight_supported_os": ["dgx_os", "ubuntu"]},
+        ["Unsupported OS: found debian 12", "dgx_os >= 7.0, ubuntu >= 22.04"],
+        "check",
+        id="unsupported-os-lists-supported",
+    ),
+    pytest.param(
+        {"preflight_min_os_versions": {"debian": "99"}},
+        ["Unsupported OS: found debian 12", "debian >= 99"],
+        "check",
+        id="os-too-old",
+    ),
+    pytest.param(
+        {"preflight_min_free_disk_gb": 10_000_000},
+        ["Too little free disk", "preflight_min_free_disk_gb requires 10000000 GiB"],
+        "check",
+        id="too-little-disk",
+    ),
+    pytest.param(
+        {"preflight_min_memory_mb": 10_000_000},
+        ["Too little memory", "preflight_min_memory_mb requires 10000000 MiB"],
+        "check",
+        id="too-little-memory",
+    ),
+    pytest.param(
+        {"preflight_require_dgx_spark": True},
+        ["preflight_require_dgx_spark is true but this node is not a DGX Spark"],
+        "check",
+        id="not-a-spark",
+    ),
+    pytest.param(
+        {"preflight_require_gpu": True},
+        ["preflight_require_gpu is true but no GPU was found"],
+        "check",
+        id="no-gpu",
+    ),
+    pytest.param(
+        {"preflight_supported_architectures": ["aarch64"]},
+        ["Unsupported architecture: found x86_64", "preflight_supported_architectures allows aarch64"],
+        "check",
+        id="x86-refused-when-only-aarch64",
+    ),
+]
+
+
+@pytest.mark.parametrize(("role_vars", "expected", "phase"), CASES)
+def test_preflight_refuses_bad_input(run_role, role_vars, expected, phase):
+    result = run_role("preflight", role_vars)
+    assert result.rc != 0, result.output
+    assert result.changed == 0, result.output
+    for text in expected:
+        assert text in result.output, f"{text!r} not in output:\n{result.output}"
+    task = result.failed_task()
+    if phase == "validate":
+        assert task.startswith(VALIDATION_TASKS), f"failed in {task!r}, not in validation"
+    else:
+        assert task.startswith("Check "), f"failed in {task!r}, expected a Check task"
+
+
+def test_preflight_accepts_this_machine(run_role):
+    result = run_role("preflight", {"preflight_min_free_disk_gb": 0, "preflight_min_memory_mb": 0})
+    assert result.rc == 0, result.output
+    assert result.failed == 0
+    assert result.changed == 0

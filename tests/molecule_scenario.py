@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Run Molecule scenarios the way CI does, and record how long each part took.
+
+For each scenario: `molecule test --destroy never` (destroy, syntax, create, prepare, converge,
+idempotence, verify), then a `--check --diff` converge on the converged nodes that must report
+0 changed, then destroy (always, even after a failure). Timings are appended as JSON lines to
+.cache/molecule-timings.jsonl for benchmarks/bench.py.
+
+Usage: molecule_scenario.py [SCENARIO ...]   (no SCENARIO: every one under molecule/)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def molecule(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}", ANSIBLE_FORCE_COLOR="false")
+    cmd = [str(VENV_BIN / "molecule"), *args]
+    print(f"\n$ {' '.join(cmd)}", flush=True)
+    if not capture:
+        return subprocess.run(cmd, cwd=ROOT, env=env, check=False)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, check=False, capture_output=True, text=True)
+    sys.stdout.write(proc.stdout)
+    sys.stderr.write(proc.stderr)
+    return proc
+
+
+def scenarios() -> list[str]:
+    return sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
+
+
+def run_scenario(name: str) -> dict:
+    record: dict = {"scenario": name, "ok": False}
+    started = time.monotonic()
+    try:
+        proc = molecule("test", "-s", name, "--destroy", "never")
+        record["test_s"] = round(time.monotonic() - started, 1)
+        if proc.returncode != 0:
+            record["failed_step"] = "molecule test"
+            return record
+        check_started = time.monotonic()
+        proc = molecule("converge", "-s", name, "--", "--check", "--diff", capture=True)
+        record["check_s"] = round(time.monotonic() - check_started, 1)
+        recaps = RECAP.findall(proc.stdout)
+        changed = {host: int(ch) for host, _ok, ch, _u, _f in recaps}
+        record["check_changed"] = changed
+        if proc.returncode != 0 or not recaps:
+            record["failed_step"] = "check mode converge"
+            return record
+        if any(changed.values()):
+            record["failed_step"] = f"check mode on converged nodes reported changes: {changed}"
+            return record
+        record["ok"] = True
+        return record
+    finally:
+        molecule("destroy", "-s", name)
+        record["total_s"] = round(time.monotonic() - started, 1)
+        timings = ROOT / ".cache" / "molecule-timings.jsonl"
+        timings.parent.mkdir(parents=True, exist_ok=True)
+        with timings.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({**record, "at": time.time()}) + "\n")
+
+
+def main() -> int:
+    names = sys.argv[1:] or scenarios()
+    unknown = sorted(set(names) - set(scenarios()))
+    if unknown:
+        print(f"unknown scenario(s): {unknown}; known: {scenarios()}", file=sys.stderr)
+        return 2
+    results = [run_scenario(n) for n in names]
+    print("\nMolecule summary")
+    for r in results:
+        state = "PASS" if r["ok"] else f"FAIL ({r.get('failed_step')})"
+        print(
+            f"  {r['scenario']:<36} {state:<10} test {r.get('test_s', '-')}s, check {r.get('check_s', '-')}s, "
+            f"total {r.get('total_s', '-')}s"
+        )
+    failed = [r for r in results if not r["ok"]]
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
