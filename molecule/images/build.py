@@ -171,7 +171,17 @@ def build(name: str, recipe: dict, force: bool) -> None:
         run(["docker", "tag", hashed, alias])
     finally:
         shutil.rmtree(rootfs, ignore_errors=True)
-    log(f"{alias}: built in {time.monotonic() - started:.0f}s ({hashed})")
+    elapsed = time.monotonic() - started
+    log(f"{alias}: built in {elapsed:.0f}s ({hashed})")
+    record_timing(name, hashed, elapsed)
+
+
+def record_timing(name: str, ref: str, seconds: float) -> None:
+    """Append the build time to .cache/node-image-timings.jsonl (read by benchmarks/bench.py)."""
+    path = HERE.parent.parent / ".cache" / "node-image-timings.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"image": name, "ref": ref, "seconds": round(seconds, 1), "at": time.time()}) + "\n")
 
 
 def prepare_rootfs(rootfs: Path) -> None:

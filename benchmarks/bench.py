@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Benchmarks: print figures, assert nothing.
+
+Sections (run all, or pick with --only NAME ...):
+  images    test-node images: presence and the last measured cold build time of each
+            (--rebuild NAME rebuilds one image from scratch now and times it)
+  molecule  the last recorded run of each Molecule scenario (tests/molecule_scenario.py)
+  lab       site.yml on the lab-in-a-box node: cold converge on a fresh node, then a no-op
+            re-run, with wall time and executed task counts (ok/changed/skipped)
+
+Other roles add sections by appending (name, function) to SECTIONS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, List, Tuple
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+CACHE = ROOT / ".cache"
+RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)", re.M)
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    e.update(
+        PATH=f"{VENV_BIN}:{e.get('PATH', '')}",
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_FORCE_COLOR="false",
+        ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.default",
+    )
+    return e
+
+
+def row(label: str, value: str) -> None:
+    print(f"  {label:<52} {value}")
+
+
+def timed(cmd: List[str]) -> Tuple[float, subprocess.CompletedProcess]:
+    started = time.monotonic()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, check=False)
+    return time.monotonic() - started, proc
+
+
+def recap(text: str) -> str:
+    rows = RECAP.findall(text)
+    if not rows:
+        return "no recap"
+    ok = sum(int(r[1]) for r in rows)
+    changed = sum(int(r[2]) for r in rows)
+    failed = sum(int(r[4]) for r in rows)
+    skipped = sum(int(r[5]) for r in rows)
+    return f"tasks ok={ok} changed={changed} skipped={skipped} failed={failed}"
+
+
+def latest_jsonl(path: Path, key: str) -> dict:
+    latest: dict = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            latest[rec[key]] = rec
+    return latest
+
+
+def section_images(args: argparse.Namespace) -> None:
+    if args.rebuild:
+        seconds, proc = timed([str(VENV_BIN / "python"), "molecule/images/build.py", "--force", args.rebuild])
+        row(f"cold build of {args.rebuild} (now)", f"{seconds:.0f} s" + ("" if proc.returncode == 0 else " FAILED"))
+    listing = subprocess.run(
+        [str(VENV_BIN / "python"), "molecule/images/build.py", "--list"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    timings = latest_jsonl(CACHE / "node-image-timings.jsonl", "image")
+    for line in listing.splitlines():
+        name, ref, state = line.split("\t")
+        size = ""
+        if state == "present":
+            out = subprocess.run(
+                ["docker", "image", "inspect", "-f", "{{.Size}}", ref], capture_output=True, text=True, check=False
+            ).stdout.strip()
+            size = f", {int(out) / 1e6:.0f} MB" if out.isdigit() else ""
+        took = timings.get(name, {}).get("seconds")
+        row(f"node image {name}", f"{state}{size}, last cold build {took:.0f} s" if took else f"{state}{size}")
+
+
+def section_molecule(_args: argparse.Namespace) -> None:
+    runs = latest_jsonl(CACHE / "molecule-timings.jsonl", "scenario")
+    if not runs:
+        row("molecule", "no recorded run (make molecule)")
+    for name, rec in sorted(runs.items()):
+        state = "pass" if rec.get("ok") else f"FAIL ({rec.get('failed_step')})"
+        row(
+            f"molecule {name}",
+            f"{state}: test {rec.get('test_s', '-')} s, check-mode {rec.get('check_s', '-')} s, "
+            f"total {rec.get('total_s', '-')} s",
+        )
+
+
+def section_lab(_args: argparse.Namespace) -> None:
+    ansible_playbook = str(VENV_BIN / "ansible-playbook")
+    timed([ansible_playbook, "tests/testbed/lab.yml", "-e", "lab_state=absent"])
+    seconds, proc = timed([ansible_playbook, "tests/testbed/lab.yml"])
+    row("lab node start (container + systemd up)", f"{seconds:.1f} s" + ("" if proc.returncode == 0 else " FAILED"))
+    for label in ("site.yml cold converge (fresh node)", "site.yml no-op re-run"):
+        seconds, proc = timed([ansible_playbook, "site.yml", "-i", "inventory/local"])
+        status = "" if proc.returncode == 0 else f" FAILED rc={proc.returncode}"
+        row(label, f"{seconds:.1f} s, {recap(proc.stdout)}{status}")
+    seconds, proc = timed([ansible_playbook, "site.yml", "-i", "inventory/local", "--check", "--diff"])
+    row("site.yml --check --diff on the converged node", f"{seconds:.1f} s, {recap(proc.stdout)}")
+
+
+SECTIONS: List[Tuple[str, Callable[[argparse.Namespace], None]]] = [
+    ("images", section_images),
+    ("molecule", section_molecule),
+    ("lab", section_lab),
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--only", nargs="*", default=[], help="sections to run")
+    parser.add_argument("--rebuild", metavar="IMAGE", help="rebuild one node image from scratch and time it")
+    args = parser.parse_args()
+    for name, func in SECTIONS:
+        if args.only and name not in args.only:
+            continue
+        print(f"[{name}]")
+        func(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
