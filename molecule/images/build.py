@@ -13,6 +13,7 @@ Usage: build.py [--list] [--force] [NAME ...]     (no NAME: every image)
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -124,6 +125,14 @@ def ensure_binfmt(arch: str) -> None:
 
 
 def build(name: str, recipe: dict, force: bool) -> None:
+    # One builder per image at a time: parallel Molecule runs may ask for the same missing image.
+    WORK_ROOT.mkdir(parents=True, exist_ok=True)
+    with open(WORK_ROOT / f"{name}.lock", "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _build_locked(name, recipe, force)
+
+
+def _build_locked(name: str, recipe: dict, force: bool) -> None:
     digest = recipe_hash(recipe)
     hashed, alias = f"{REPOSITORY}:{name}-{digest}", f"{REPOSITORY}:{name}"
     if image_exists(hashed) and not force:
