@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 SCENARIOS ?=
 
-.PHONY: help setup images lab lab-run lab-down lint unit integration molecule test bench clean
+.PHONY: help setup images lab lab-run lab-down lint unit integration molecule test bench clean sanity docs release-check
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | expand -t 16
@@ -42,6 +42,17 @@ integration: setup ## pytest integration tests (real ansible-playbook runs, real
 
 molecule: setup ## every Molecule scenario (or SCENARIOS="a b")
 	$(VENV)/python tests/molecule_scenario.py $(SCENARIOS)
+
+sanity: setup ## ansible-test sanity + units on the collection as it ships (tests/release/check.py)
+	$(VENV)/python tests/release/check.py sanity units
+
+docs: setup ## regenerate role READMEs from meta/argument_specs.yml and CHANGELOG.md from changelogs/
+	$(VENV)/python tests/release/role_docs.py
+	$(VENV)/python tests/release/check.py changelog-md
+
+release-check: setup ## docs current, defaults = specs, ansible-doc, tarball, galaxy-importer, changelog, EE
+	$(VENV)/pytest -q tests/release
+	$(VENV)/python tests/release/check.py role-docs drift ansible-doc galaxy-import changelog ee
 
 test: setup ## the whole test suite: lint, unit, integration, Molecule (table of times at the end)
 	tests/run-suite.sh

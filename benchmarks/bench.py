@@ -7,6 +7,7 @@ Sections (run all, or pick with --only NAME ...):
   molecule  the last recorded run of each Molecule scenario (tests/molecule_scenario.py)
   lab       site.yml on the lab-in-a-box node: cold converge on a fresh node, then a no-op
             re-run, with wall time and executed task counts (ok/changed/skipped)
+  release   wall time of each release check (tests/release/check.py), tarball size
 
 Other roles add sections by appending (name, function) to SECTIONS.
 """
@@ -123,10 +124,26 @@ def section_lab(_args: argparse.Namespace) -> None:
     row("site.yml --check --diff on the converged node", f"{seconds:.1f} s, {recap(proc.stdout)}")
 
 
+def section_release(_args: argparse.Namespace) -> None:
+    """Wall time of each release check (tests/release/check.py) and the size of the built tarball."""
+    checks = ["role-docs", "drift", "ansible-doc", "tarball", "changelog", "ee", "galaxy-import", "sanity", "units"]
+    _, proc = timed([str(VENV_BIN / "python"), "tests/release/check.py", *checks])
+    tarball = ""
+    for line in proc.stdout.splitlines():
+        match = re.match(r"^  (\S+)\s+([0-9.]+)s  (ok|FAILED)$", line)
+        if match:
+            row(f"release check {match.group(1)}", f"{match.group(2)} s ({match.group(3)})")
+        match = re.match(r"^  (\.cache/release/dist/\S+): (\d+) entries, (\d+) KiB$", line)
+        if match and not tarball:
+            tarball = f"{match.group(2)} entries, {match.group(3)} KiB"
+            row("collection tarball", tarball)
+
+
 SECTIONS: List[Tuple[str, Callable[[argparse.Namespace], None]]] = [
     ("images", section_images),
     ("molecule", section_molecule),
     ("lab", section_lab),
+    ("release", section_release),
 ]
 
 

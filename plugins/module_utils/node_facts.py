@@ -63,7 +63,7 @@ def parse_key_value_file(text: str) -> Dict[str, str]:
         line = raw.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
-        key, _, value = line.partition("=")
+        key, value = line.split("=", 1)
         key = key.strip()
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
             continue
@@ -88,7 +88,7 @@ def parse_dpkg_status(text: str, names: Tuple[str, ...] = TRACKED_PACKAGES) -> D
         fields: Dict[str, str] = {}
         for line in stanza.splitlines():
             if line and not line[0].isspace() and ":" in line:
-                key, _, value = line.partition(":")
+                key, value = line.split(":", 1)
                 fields[key.strip()] = value.strip()
         name = fields.get("Package")
         if name in wanted and fields.get("Status", "").endswith(" installed"):

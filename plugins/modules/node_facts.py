@@ -17,7 +17,7 @@ description:
     fields, which the GB10 of a DGX Spark reports as unsupported (unified memory).
   - Read-only; never reports a change.
 author:
-  - raibid.dgx_spark contributors
+  - raibid.dgx_spark contributors (@raibid-labs)
 options:
   disk_path:
     description:
@@ -29,13 +29,11 @@ options:
     description:
       - Path to C(nvidia-smi). When omitted it is looked up on C(PATH); absent means no GPU.
     type: path
-attributes:
-  check_mode:
-    support: full
-    description: Runs the same read-only probes in check mode.
-  diff_mode:
-    support: none
-    description: Nothing is changed, so there is no diff.
+extends_documentation_fragment:
+  - raibid.dgx_spark.attributes
+  - raibid.dgx_spark.attributes.actiongroup_dgx_spark
+  - raibid.dgx_spark.attributes.info_module
+  - raibid.dgx_spark.attributes.facts
 notes:
   - In containers the DMI product name is usually unreadable; detection then rests on
     C(/etc/dgx-release).
