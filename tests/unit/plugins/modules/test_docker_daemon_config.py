@@ -1,0 +1,202 @@
+"""Unit tests for the docker_daemon_config module glue: merge, backup, check mode, refusal paths.
+
+dockerd is a small script that records its arguments and rejects a candidate containing "BAD",
+so the module's real write/validate/refuse flow runs without a Docker engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.raibid.dgx_spark.plugins.modules import docker_daemon_config
+
+DGX_DAEMON = {"default-runtime": "nvidia", "runtimes": {"nvidia": {"path": "nvidia-container-runtime", "args": []}}}
+UNIT = ["/usr/bin/dockerd", "-H", "fd://", "--default-shm-size=1G"]
+
+
+@pytest.fixture
+def dockerd(tmp_path):
+    log = tmp_path / "dockerd.log"
+    script = tmp_path / "dockerd"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> {log}\n'
+        'if grep -q BAD "$3"; then\n'
+        '  echo "unable to configure the Docker daemon with file $3: BAD value" >&2; exit 1\n'
+        "fi\n"
+        "echo 'configuration OK'\n"
+    )
+    script.chmod(0o755)
+    return script, log
+
+
+@pytest.fixture
+def old_dockerd(tmp_path):
+    script = tmp_path / "dockerd-20"
+    script.write_text(
+        "#!/bin/sh\necho \"Status: unknown flag: --validate\nSee 'dockerd --help'., Code: 125\" >&2\nexit 125\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+def run(capsys, args):
+    with patch_module_args(args), pytest.raises(SystemExit) as exc:
+        docker_daemon_config.main()
+    return exc.value.code, json.loads(capsys.readouterr().out)
+
+
+def base_args(path, dockerd_path, **extra):
+    args = {"path": str(path), "dockerd_path": str(dockerd_path), "exec_start": UNIT}
+    args.update(extra)
+    return args
+
+
+def test_merges_keeps_foreign_keys_backs_up_and_validates(capsys, tmp_path, dockerd):
+    script, log = dockerd
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps(DGX_DAEMON))
+    path.chmod(0o640)
+    settings = {"live-restore": True, "features": {"containerd-snapshotter": True}}
+    code, result = run(capsys, {**base_args(path, script), "settings": settings, "_ansible_diff": True})
+    assert code == 0, result
+    assert result["changed"] is True
+    assert result["changed_keys"] == ["features", "live-restore"]
+    written = json.loads(path.read_text())
+    assert written == {**DGX_DAEMON, **settings}
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+    backup = result["backup_file"]
+    assert json.loads(open(backup).read()) == DGX_DAEMON
+    # dockerd saw the candidate together with the unit's own flags.
+    assert "--validate --config-file" in log.read_text()
+    assert log.read_text().strip().endswith("-H fd:// --default-shm-size=1G")
+    assert '"live-restore": true' in result["diff"]["after"]
+    assert '"live-restore"' not in result["diff"]["before"]
+
+
+def test_unchanged_content_is_not_rewritten(capsys, tmp_path, dockerd):
+    script, log = dockerd
+    path = tmp_path / "daemon.json"
+    path.write_text('{"live-restore":true,"default-runtime":"nvidia"}')  # compact: formatting alone is no change
+    before = path.stat().st_mtime_ns
+    code, result = run(capsys, {**base_args(path, script), "settings": {"live-restore": True}})
+    assert code == 0
+    assert result["changed"] is False
+    assert path.stat().st_mtime_ns == before
+    assert not log.exists()
+    assert result["validation"]["skipped"] == "no change"
+
+
+def test_check_mode_validates_but_writes_nothing(capsys, tmp_path, dockerd):
+    script, log = dockerd
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps(DGX_DAEMON))
+    original = path.read_bytes()
+    code, result = run(
+        capsys, {**base_args(path, script), "settings": {"log-driver": "local"}, "_ansible_check_mode": True}
+    )
+    assert code == 0
+    assert result["changed"] is True
+    assert result["config"]["log-driver"] == "local"
+    assert path.read_bytes() == original
+    assert log.exists()
+    assert list(tmp_path.glob("daemon.json.*")) == []
+
+
+def test_rejected_candidate_leaves_the_file_untouched(capsys, tmp_path, dockerd):
+    script, _log = dockerd
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps(DGX_DAEMON))
+    original = path.read_bytes()
+    code, result = run(capsys, {**base_args(path, script), "settings": {"max-concurrent-downloads": "BAD"}})
+    assert code == 1
+    assert result["failed"] is True
+    assert "dockerd --validate rejected" in result["msg"] and "BAD value" in result["msg"]
+    assert "left untouched" in result["msg"]
+    assert path.read_bytes() == original
+    assert list(tmp_path.glob("daemon.json.*")) == []
+
+
+def test_key_that_the_unit_sets_as_flag_is_refused_before_validation(capsys, tmp_path, dockerd):
+    script, log = dockerd
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps(DGX_DAEMON))
+    original = path.read_bytes()
+    code, result = run(
+        capsys, {**base_args(path, script), "settings": {"default-shm-size": "2G", "live-restore": True}}
+    )
+    assert code == 1
+    assert "'default-shm-size'" in result["msg"] and "'--default-shm-size=1G'" in result["msg"]
+    assert result["conflicts"] == [{"key": "default-shm-size", "flag": "--default-shm-size=1G"}]
+    assert path.read_bytes() == original
+    assert not log.exists()
+
+
+def test_null_removes_a_key_even_when_it_is_a_unit_flag(capsys, tmp_path, dockerd):
+    script, _log = dockerd
+    path = tmp_path / "daemon.json"
+    path.write_text('{"hosts": ["unix:///run/docker.sock"], "debug": false}')
+    code, result = run(capsys, {**base_args(path, script), "settings": {"hosts": None}})
+    assert code == 0, result
+    assert json.loads(path.read_text()) == {"debug": False}
+
+
+def test_invalid_existing_file_is_reported_not_overwritten(capsys, tmp_path, dockerd):
+    script, _log = dockerd
+    path = tmp_path / "daemon.json"
+    path.write_text('{"live-restore": tru')
+    code, result = run(capsys, {**base_args(path, script), "settings": {"live-restore": True}})
+    assert code == 1
+    assert "path:" in result["msg"] and "not valid JSON" in result["msg"]
+    assert path.read_text() == '{"live-restore": tru'
+
+
+def test_creates_a_new_file_with_mode(capsys, tmp_path, dockerd):
+    script, _log = dockerd
+    path = tmp_path / "etc-docker" / "daemon.json"
+    code, result = run(capsys, {**base_args(path, script), "settings": {"live-restore": True}, "mode": "0644"})
+    assert code == 0, result
+    assert json.loads(path.read_text()) == {"live-restore": True}
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    assert "backup_file" not in result
+
+
+def test_old_dockerd_without_validate_warns_and_writes(capsys, tmp_path, old_dockerd):
+    path = tmp_path / "daemon.json"
+    code, result = run(capsys, {**base_args(path, old_dockerd), "settings": {"live-restore": True}})
+    assert code == 0, result
+    assert "has no --validate" in result["validation"]["skipped"]
+    assert "not validated by dockerd" in json.dumps(result.get("warnings", []))
+    assert path.exists()
+
+
+def test_missing_dockerd_fails_outside_check_mode_and_is_skipped_in_check_mode(capsys, tmp_path):
+    path = tmp_path / "daemon.json"
+    args = {
+        "path": str(path),
+        "dockerd_path": str(tmp_path / "nope"),
+        "exec_start": [],
+        "settings": {"live-restore": True},
+    }
+    code, result = run(capsys, args)
+    assert code == 1
+    assert "validate: dockerd not found" in result["msg"]
+    assert not path.exists()
+    code, result = run(capsys, {**args, "_ansible_check_mode": True})
+    assert code == 0
+    assert result["changed"] is True
+    assert "not installed yet" in result["validation"]["skipped"]
+
+
+def test_unit_reading_another_config_file_is_refused(capsys, tmp_path, dockerd):
+    script, _log = dockerd
+    path = tmp_path / "daemon.json"
+    args = {**base_args(path, script), "exec_start": ["dockerd", "--config-file=/srv/other.json"]}
+    code, result = run(capsys, {**args, "settings": {"live-restore": True}})
+    assert code == 1
+    assert "--config-file /srv/other.json" in result["msg"]
