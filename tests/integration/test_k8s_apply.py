@@ -1,0 +1,220 @@
+"""The keda and agent_jobs roles against a real kube-apiserver (1.20.2, built from Debian's source
+package and started by the k8s_testbed fixture).
+
+What this exercises: server-side apply of every object, idempotence (second run and --check --diff
+report 0 changed), the API server's own validation (a bad ScaledJob is rejected and its message
+reaches the Ansible output), and namespace removal with state: absent (the controller-manager's
+namespace controller really deletes the contents).
+
+What it does not: the test bed is a control plane only -- no kubelet, scheduler, container runtime
+or storage provisioner, and no KEDA operator (no images can be pulled here). So KEDA is installed
+as CRDs only with keda_wait_for_operator: false, the ScaledJob is stored and validated but never
+scales, no Job or Pod ever runs (DinD, probes and the socket mount are not exercised), and the PVC
+stays Pending. The upstream ScaledJob CRD is rejected by a 1.20 API server, so the reduced CRD in
+tests/testbed/k8s/crds/ stands in for it here; test_k8s_manifests.py validates the same rendered
+objects strictly against the full v2.20.2 CRD schema.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import run_playbook
+from k8s_testbed import REDUCED_SCALEDJOB_CRD, k8s_testbed, keda_crd_path, record_timing  # noqa: F401 (fixture)
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.client.rest import ApiException
+
+SECRETS = {"agent_jobs_gitea_token": "gitea-tok-apply-1", "agent_jobs_redis_password": "redis-pw-apply-2"}
+NAMESPACE = "raibid-ci-test"
+
+
+def role_play(tmp_path: Path, role: str) -> Path:
+    play = tmp_path / f"{role}.yml"
+    play.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        f"    - ansible.builtin.include_role:\n        name: raibid.dgx_spark.{role}\n"
+    )
+    return play
+
+
+def timed(play: Path, extra: dict, check: bool = False, *args: str):
+    t0 = time.monotonic()
+    run = run_playbook(play, extra, check, *args)
+    return run, time.monotonic() - t0
+
+
+@pytest.fixture(scope="module")
+def api(k8s_testbed):  # noqa: F811
+    return k8s_config.new_client_from_config(config_file=str(k8s_testbed.kubeconfig))
+
+
+@pytest.fixture(scope="module")
+def keda_vars(k8s_testbed):  # noqa: F811
+    return {
+        "keda_kubeconfig": str(k8s_testbed.kubeconfig),
+        # No operator can run on a control-plane-only test bed: install the CRDs, do not wait for it.
+        "keda_wait_for_operator": False,
+        "keda_manifest_sources": [str(keda_crd_path("triggerauthentications")), str(REDUCED_SCALEDJOB_CRD)],
+    }
+
+
+@pytest.fixture(scope="module")
+def keda_installed(tmp_path_factory, keda_vars):
+    play = role_play(tmp_path_factory.mktemp("keda"), "keda")
+    first, first_s = timed(play, keda_vars)
+    second, second_s = timed(play, keda_vars)
+    record_timing(kind="keda-crds", apply_s=round(first_s, 1), reapply_s=round(second_s, 1))
+    return first, second
+
+
+@pytest.fixture(scope="module")
+def agent_vars(k8s_testbed, tmp_path_factory):  # noqa: F811
+    return {
+        **SECRETS,
+        "agent_jobs_kubeconfig": str(k8s_testbed.kubeconfig),
+        "agent_jobs_namespace": NAMESPACE,
+        "agent_jobs_render_dir": str(tmp_path_factory.mktemp("agent-render") / "out"),
+    }
+
+
+@pytest.fixture(scope="module")
+def agent_applied(tmp_path_factory, keda_installed, agent_vars):
+    play = role_play(tmp_path_factory.mktemp("agent"), "agent_jobs")
+    first, first_s = timed(play, agent_vars)
+    second, second_s = timed(play, agent_vars)
+    check, check_s = timed(play, agent_vars, True, "--diff")
+    record_timing(kind="agent_jobs", apply_s=round(first_s, 1), reapply_s=round(second_s, 1), check_s=round(check_s, 1))
+    return {"play": play, "first": first, "second": second, "check": check}
+
+
+def test_keda_crds_established_and_idempotent(keda_installed, api):
+    first, second = keda_installed
+    assert first.rc == 0, first.output
+    assert first.changed > 0, "a fresh API server must get the CRDs"
+    assert second.rc == 0, second.output
+    assert second.changed == 0, second.output
+    crds = k8s_client.ApiextensionsV1Api(api)
+    for name in ("scaledjobs.keda.sh", "triggerauthentications.keda.sh"):
+        conditions = {c.type: c.status for c in crds.read_custom_resource_definition(name).status.conditions}
+        assert conditions["Established"] == "True", name
+    # Said plainly: the operator was not waited for, because none can run here.
+    assert "Wait for the KEDA operator to be Available" in first.output
+    assert "skipping" in first.output.split("Wait for the KEDA operator to be Available", 1)[1].split("TASK", 1)[0]
+
+
+def test_agent_jobs_apply_then_nothing_changes(agent_applied):
+    assert agent_applied["first"].rc == 0, agent_applied["first"].output
+    assert agent_applied["first"].changed > 0
+    assert agent_applied["second"].rc == 0, agent_applied["second"].output
+    assert agent_applied["second"].changed == 0, agent_applied["second"].output
+    assert agent_applied["check"].rc == 0, agent_applied["check"].output
+    assert agent_applied["check"].changed == 0, agent_applied["check"].output
+    for run in agent_applied.values():
+        if hasattr(run, "output"):
+            for secret in SECRETS.values():
+                assert secret not in run.output
+                assert base64.b64encode(secret.encode()).decode() not in run.output
+
+
+def test_server_stores_what_was_rendered(agent_applied, agent_vars, api):
+    rendered = {
+        (o["kind"], o["metadata"]["name"]): o
+        for o in (
+            yaml.safe_load(p.read_text()) for p in sorted(Path(agent_vars["agent_jobs_render_dir"]).glob("*.yaml"))
+        )
+    }
+    core = k8s_client.CoreV1Api(api)
+    custom = k8s_client.CustomObjectsApi(api)
+
+    ns = core.read_namespace(NAMESPACE)
+    assert ns.metadata.labels["pod-security.kubernetes.io/enforce"] == "privileged"  # dind (default)
+    assert core.read_namespaced_service_account("raibid-agent", NAMESPACE).automount_service_account_token is False
+    secret = core.read_namespaced_secret("raibid-agent-secrets", NAMESPACE)
+    assert base64.b64decode(secret.data["redis-password"]).decode() == SECRETS["agent_jobs_redis_password"]
+    assert base64.b64decode(secret.data["gitea-token"]).decode() == SECRETS["agent_jobs_gitea_token"]
+    certs = core.read_namespaced_secret("raibid-agent-dind-certs", NAMESPACE)
+    assert base64.b64decode(certs.data["ca.pem"]).startswith(b"-----BEGIN CERTIFICATE-----")
+    pvc = core.read_namespaced_persistent_volume_claim("raibid-agent-cargo-cache", NAMESPACE)
+    assert pvc.status.phase == "Pending"  # no provisioner on the test bed
+
+    stored = custom.get_namespaced_custom_object("keda.sh", "v1alpha1", NAMESPACE, "scaledjobs", "raibid-agent")
+    assert stored["spec"] == rendered[("ScaledJob", "raibid-agent")]["spec"]
+    auth = custom.get_namespaced_custom_object(
+        "keda.sh", "v1alpha1", NAMESPACE, "triggerauthentications", "raibid-agent-redis"
+    )
+    assert auth["spec"] == rendered[("TriggerAuthentication", "raibid-agent-redis")]["spec"]
+    # Kubernetes 1.20 has no native sidecars: the role picked the documented fallback.
+    pod = stored["spec"]["jobTargetRef"]["template"]["spec"]
+    assert "initContainers" not in pod and [c["name"] for c in pod["containers"]] == ["agent", "dind"]
+
+
+def test_a_changed_spec_is_applied(agent_applied, agent_vars, api):
+    extra = {k: v for k, v in agent_vars.items() if k != "agent_jobs_render_dir"}
+    run = run_playbook(agent_applied["play"], {**extra, "agent_jobs_max_replicas": 6}, False)
+    assert run.rc == 0, run.output
+    assert run.changed == 1, run.output
+    stored = k8s_client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "keda.sh", "v1alpha1", NAMESPACE, "scaledjobs", "raibid-agent"
+    )
+    assert stored["spec"]["maxReplicaCount"] == 6
+
+
+def test_server_rejects_a_bad_scaledjob_with_its_message(agent_applied, k8s_testbed, tmp_path):  # noqa: F811
+    play = tmp_path / "bad.yml"
+    play.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "tasks": [
+                        {
+                            "name": "Apply a ScaledJob the server must refuse",
+                            "kubernetes.core.k8s": {
+                                "kubeconfig": str(k8s_testbed.kubeconfig),
+                                "apply": True,
+                                "server_side_apply": {"field_manager": "raibid-test"},
+                                "definition": {
+                                    "apiVersion": "keda.sh/v1alpha1",
+                                    "kind": "ScaledJob",
+                                    "metadata": {"name": "bad", "namespace": NAMESPACE},
+                                    "spec": {
+                                        "jobTargetRef": {"template": {"spec": {"containers": []}}},
+                                        # "default" is documented but not in the v2.20 enum.
+                                        "rollout": {"strategy": "default"},
+                                        "maxReplicaCount": 0,
+                                        "triggers": [{"type": "redis-streams", "metadata": {"lagCount": "1"}}],
+                                    },
+                                },
+                            },
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    run = run_playbook(play, None, False)
+    assert run.rc != 0
+    assert "Unprocessable Entity" in run.output or "422" in run.output, run.output
+    assert 'spec.rollout.strategy: Unsupported value: \\"default\\"' in run.output, run.output
+    assert "spec.maxReplicaCount" in run.output and "should be greater than or equal to 1" in run.output
+
+
+def test_state_absent_removes_the_namespace(agent_applied, agent_vars, api):
+    extra = {k: v for k, v in agent_vars.items() if k != "agent_jobs_render_dir"}
+    # No secrets needed to remove.
+    extra.pop("agent_jobs_gitea_token")
+    extra.pop("agent_jobs_redis_password")
+    removed = run_playbook(agent_applied["play"], {**extra, "agent_jobs_state": "absent"}, False)
+    assert removed.rc == 0, removed.output
+    assert removed.changed == 1
+    with pytest.raises(ApiException) as exc:
+        k8s_client.CoreV1Api(api).read_namespace(NAMESPACE)
+    assert exc.value.status == 404
+    again = run_playbook(agent_applied["play"], {**extra, "agent_jobs_state": "absent"}, False)
+    assert again.rc == 0 and again.changed == 0, again.output
