@@ -1,0 +1,114 @@
+"""registry_cache refuses bad input before anything changes, naming the variable and expected form.
+
+Runs the real role with ansible-playbook on this machine in check mode; every case must fail in the
+validation phase (argument specs or a "Validate ..." task), before any package or file is touched.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+VALIDATION_TASKS = ("Validating arguments against arg spec", "Validate ")
+DOCKER_HUB = {"port": 5001, "remote": "https://registry-1.docker.io"}
+
+CASES = [
+    pytest.param(
+        {"dgx_spark_registry_mirrors": {"docker.io": {"port": 5001, "remote": "registry-1.docker.io"}}},
+        ["registry_cache_mirrors[docker.io].remote", "dgx_spark_registry_mirrors", "got 'registry-1.docker.io'"],
+        id="mirror-remote-without-scheme",
+    ),
+    pytest.param(
+        {"dgx_spark_registry_mirrors": {"docker.io": {"port": 5001}}},
+        ["registry_cache_mirrors[docker.io].remote is missing"],
+        id="mirror-without-remote",
+    ),
+    pytest.param(
+        {"dgx_spark_registry_mirrors": {"docker.io": {**DOCKER_HUB, "username": "bot"}}},
+        ["registry_cache_mirrors[docker.io]: username and password go together", "password unset"],
+        id="mirror-username-without-password",
+    ),
+    pytest.param(
+        {"dgx_spark_registry_mirrors": {"docker.io": {**DOCKER_HUB, "ttl": "one week"}}},
+        ["registry_cache_mirrors[docker.io].ttl must be a duration", "got 'one week'"],
+        id="mirror-ttl-not-a-duration",
+    ),
+    pytest.param(
+        {"dgx_spark_registry_bind_address": "10.0.4.2"},
+        [
+            "registry_cache_bind_address: a non-loopback address (10.0.4.2) needs registry_cache_auth_users",
+            "registry_cache_tls_mode",
+            "bind to 127.0.0.1",
+        ],
+        id="lan-bind-without-auth-or-tls",
+    ),
+    pytest.param(
+        {"dgx_spark_registry_bind_address": "0.0.0.0", "registry_cache_auth_users": [{"name": "ci", "password": "x"}]},
+        ["non-loopback address (0.0.0.0)", "found 1 user(s) and tls mode none"],
+        id="lan-bind-with-auth-but-no-tls",
+    ),
+    pytest.param(
+        {"dgx_spark_registry_local_port": 70000},
+        ["registry_cache_local_port", "between 1 and 65535", "local 70000"],
+        id="port-out-of-range",
+    ),
+    pytest.param(
+        {"dgx_spark_registry_mirrors": {"docker.io": {"port": 5000, "remote": "https://registry-1.docker.io"}}},
+        ["all different", "local 5000", "docker.io 5000"],
+        id="port-duplicated-between-instances",
+    ),
+    pytest.param(
+        {"registry_cache_k3s_upstreams": ["docker.io", "quay.io"]},
+        ["registry_cache_k3s_upstreams names upstreams", "quay.io", "configured: docker.io, ghcr.io"],
+        id="unknown-upstream-referenced",
+    ),
+    pytest.param(
+        {"registry_cache_mirrors": "docker.io"},
+        ["registry_cache_mirrors", "dict"],
+        id="mirrors-wrong-type",
+    ),
+    pytest.param(
+        {"registry_cache_tls_mode": "acme"},
+        ["registry_cache_tls_mode", "acme", "none, selfsigned, provided"],
+        id="unknown-tls-mode",
+    ),
+    pytest.param(
+        {"registry_cache_tls_mode": "provided"},
+        ["registry_cache_tls_mode is provided", "registry_cache_tls_cert_path"],
+        id="provided-tls-without-files",
+    ),
+    pytest.param(
+        {"registry_cache_auth_users": [{"name": "ci:admin", "password": "x"}]},
+        ["registry_cache_auth_users[0].name", "no colon", "got 'ci:admin'"],
+        id="htpasswd-user-with-colon",
+    ),
+    pytest.param(
+        {"registry_cache_data_dir": "var/lib/registry"},
+        ["registry_cache_data_dir", "absolute paths"],
+        id="relative-data-dir",
+    ),
+]
+
+
+@pytest.mark.parametrize(("role_vars", "expected"), CASES)
+def test_registry_cache_refuses_bad_input(run_role, role_vars, expected):
+    result = run_role("registry_cache", role_vars)
+    assert result.rc != 0, result.output
+    assert result.changed == 0, result.output
+    for text in expected:
+        assert text in result.output, f"{text!r} not in output:\n{result.output}"
+    task = result.failed_task()
+    assert task.startswith(VALIDATION_TASKS), f"failed in {task!r}, not in validation"
+
+
+def test_registry_cache_keeps_secrets_out_of_validation_output(run_role):
+    secret = "hunter2-do-not-print"
+    result = run_role(
+        "registry_cache",
+        {
+            "dgx_spark_registry_mirrors": {
+                "docker.io": {"port": 5001, "remote": "nope", "username": "u", "password": secret}
+            }
+        },
+    )
+    assert result.rc != 0
+    assert secret not in result.output

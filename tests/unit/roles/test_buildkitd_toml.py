@@ -1,0 +1,127 @@
+"""buildkitd.toml as the buildkit role renders it: parsed as TOML and checked key by key.
+
+The template is rendered by real Ansible (the template module on localhost, with the role's and the
+collection's defaults), so filters and defaults are exactly those the role uses on a node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    tomllib = pytest.importorskip("tomli")
+
+ROOT = Path(__file__).resolve().parents[3]
+VENV_BIN = ROOT / ".venv" / "bin"
+
+PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_vars: {roles}/dgx_spark/defaults/main.yml
+    - ansible.builtin.include_vars: {roles}/buildkit/defaults/main.yml
+    - ansible.builtin.include_vars: {roles}/buildkit/vars/main.yml
+    - ansible.builtin.include_vars: {overrides}
+    - ansible.builtin.template:
+        src: {roles}/buildkit/templates/buildkitd.toml.j2
+        dest: {dest}
+        mode: "0644"
+"""
+
+
+def render(tmp_path: Path, overrides: dict) -> dict:
+    dest = tmp_path / "buildkitd.toml"
+    (tmp_path / "overrides.yml").write_text(json.dumps(overrides))
+    play = tmp_path / "play.yml"
+    play.write_text(PLAYBOOK.format(roles=ROOT / "roles", overrides=tmp_path / "overrides.yml", dest=dest))
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
+        ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.default",
+        ANSIBLE_NOCOLOR="1",
+    )
+    cmd = [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(play)]
+    cmd += ["-e", f"ansible_python_interpreter={VENV_BIN / 'python'}"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = dest.read_text()
+    return tomllib.loads(text)
+
+
+def test_defaults_mirror_docker_hub_and_ghcr_through_the_node(tmp_path):
+    conf = render(tmp_path, {})
+    assert conf["root"] == "/var/lib/buildkit"
+    assert conf["registry"]["docker.io"]["mirrors"] == ["127.0.0.1:5001"]
+    assert conf["registry"]["ghcr.io"]["mirrors"] == ["127.0.0.1:5002"]
+    for host in ("127.0.0.1:5000", "127.0.0.1:5001", "127.0.0.1:5002"):
+        assert conf["registry"][host]["http"] is True
+    worker = conf["worker"]["oci"]
+    assert worker["max-parallelism"] == 4
+    assert worker["gc"] is True
+    assert (worker["reservedSpace"], worker["maxUsedSpace"], worker["minFreeSpace"]) == (
+        "10240MB",
+        "204800MB",
+        "102400MB",
+    )
+    first, everything = worker["gcpolicy"]
+    assert "type==exec.cachemount" in first["filters"] and first["keepDuration"] == "48h"
+    assert everything["all"] is True and everything["maxUsedSpace"] == "204800MB"
+    assert conf["worker"]["containerd"]["enabled"] is False
+
+
+def test_settings_flow_into_the_file(tmp_path):
+    conf = render(
+        tmp_path,
+        {
+            "buildkit_max_parallelism": 12,
+            "buildkit_gc_keep_duration": "72h",
+            "buildkit_gc_reserved_space_mb": 0,
+            "buildkit_gc_enabled": False,
+            "buildkit_mirror_upstreams": ["ghcr.io"],
+            "dgx_spark_registry_local_port": 5100,
+        },
+    )
+    worker = conf["worker"]["oci"]
+    assert worker["max-parallelism"] == 12 and worker["gc"] is False
+    assert "reservedSpace" not in worker and "reservedSpace" not in worker["gcpolicy"][1]
+    assert worker["gcpolicy"][0]["keepDuration"] == "72h"
+    assert "docker.io" not in conf["registry"]
+    assert conf["registry"]["ghcr.io"]["mirrors"] == ["127.0.0.1:5002"]
+    assert set(conf["registry"]) == {"ghcr.io", "127.0.0.1:5002", "127.0.0.1:5100"}
+
+
+def test_registry_cache_fact_wins_and_tls_registries_get_the_ca(tmp_path):
+    endpoints = {
+        "scheme": "https",
+        "insecure_http": False,
+        "local": "10.0.4.2:5000",
+        "local_url": "https://10.0.4.2:5000",
+        "mirrors": {"docker.io": "10.0.4.2:5001"},
+        "mirror_urls": {"docker.io": "https://10.0.4.2:5001"},
+    }
+    conf = render(
+        tmp_path,
+        {
+            "registry_cache_endpoints": endpoints,
+            "dgx_spark_registry_mirrors": {"docker.io": {"port": 5001, "remote": "https://registry-1.docker.io"}},
+            "buildkit_registry_ca_path": "/etc/raibid-registry/tls/ca.crt",
+        },
+    )
+    assert conf["registry"]["docker.io"]["mirrors"] == ["10.0.4.2:5001"]
+    for host in ("10.0.4.2:5000", "10.0.4.2:5001"):
+        assert "http" not in conf["registry"][host]
+        assert conf["registry"][host]["ca"] == ["/etc/raibid-registry/tls/ca.crt"]
+
+
+def test_air_gapped_has_no_mirrors(tmp_path):
+    conf = render(tmp_path, {"dgx_spark_registry_mirrors": {}})
+    assert conf["registry"] == {"127.0.0.1:5000": {"http": True}}
