@@ -256,6 +256,7 @@ def main() -> None:
 
     result["validation"] = validate(module, new_text, argv)
     if result["validation"]["rc"] not in (None, 0):
+        result["changed"] = False
         module.fail_json(
             msg=f"dockerd --validate rejected the merged {path} (keys {', '.join(changed_keys)}): "
             f"{result['validation']['output']}. The file was left untouched and Docker was not restarted.",

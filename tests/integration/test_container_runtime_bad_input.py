@@ -118,3 +118,35 @@ def test_container_runtime_refuses_bad_input(run_role, role_vars, expected):
         assert text in result.output, f"{text!r} not in output:\n{result.output}"
     task = result.failed_task()
     assert task.startswith(VALIDATION_TASKS), f"failed in {task!r}, not in validation"
+
+
+def _installed(package: str) -> bool:
+    """Whether dpkg on this machine has the package installed."""
+    try:
+        status = open("/var/lib/dpkg/status", encoding="utf-8").read()
+    except FileNotFoundError:
+        return False
+    return any(
+        stanza.startswith(f"Package: {package}\n") and "Status: install ok installed" in stanza
+        for stanza in status.split("\n\n")
+    )
+
+
+@pytest.mark.skipif(
+    not _installed("docker.io"), reason="needs docker.io installed on this machine (the test bed's engine)"
+)
+def test_docker_ce_mode_refuses_to_replace_an_installed_engine(run_role):
+    """docker_ce over Debian's docker.io must stop in the Check phase, saying what it found and would do."""
+    result = run_role(
+        "container_runtime",
+        {
+            "container_runtime_mode": "docker_ce",
+            "container_runtime_docker_ce_repo_url": "https://apt.example.test/linux/debian",
+        },
+    )
+    assert result.rc != 0, result.output
+    assert result.changed == 0, result.output
+    assert result.failed_task().startswith("Check docker_ce mode would not replace"), result.output
+    assert "this node has docker.io" in result.output
+    assert "would replace docker.io with docker-ce" in result.output
+    assert "never does silently" in result.output

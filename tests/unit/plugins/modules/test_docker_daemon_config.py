@@ -117,6 +117,7 @@ def test_rejected_candidate_leaves_the_file_untouched(capsys, tmp_path, dockerd)
     assert code == 1
     assert result["failed"] is True
     assert "dockerd --validate rejected" in result["msg"] and "BAD value" in result["msg"]
+    assert result["changed"] is False
     assert "left untouched" in result["msg"]
     assert path.read_bytes() == original
     assert list(tmp_path.glob("daemon.json.*")) == []
