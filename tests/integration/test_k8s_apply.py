@@ -18,6 +18,9 @@ objects strictly against the full v2.20.2 CRD schema.
 from __future__ import annotations
 
 import base64
+import functools
+import http.server
+import threading
 import time
 from pathlib import Path
 
@@ -105,6 +108,75 @@ def test_keda_crds_established_and_idempotent(keda_installed, api):
     # Said plainly: the operator was not waited for, because none can run here.
     assert "Wait for the KEDA operator to be Available" in first.output
     assert "skipping" in first.output.split("Wait for the KEDA operator to be Available", 1)[1].split("TASK", 1)[0]
+
+
+# The shape of KEDA's release manifest (keda-2.20.2.yaml): a namespace and the operator Deployment
+# with ghcr.io images and KEDA's own resources, which the role must replace.
+RELEASE_SAMPLE = """
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: keda
+  # As in the release. (A label-less object created by server-side apply gets a
+  # "before-first-apply" managedFields entry on its second apply on 1.20: one spurious change.)
+  labels: {app.kubernetes.io/name: keda, app.kubernetes.io/part-of: keda-operator}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: keda-operator
+  namespace: keda
+  labels: {app: keda-operator}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: keda-operator}
+  template:
+    metadata:
+      labels: {app: keda-operator}
+    spec:
+      containers:
+        - name: keda-operator
+          image: ghcr.io/kedacore/keda:2.20.2
+          args: [--leader-elect, --zap-log-level=info]
+          resources:
+            requests: {cpu: 100m, memory: 100Mi}
+            limits: {cpu: "1", memory: 1000Mi}
+"""
+
+
+def test_keda_release_manifest_from_a_url_uses_the_registry_cache(keda_installed, keda_vars, api, tmp_path):
+    """The manifest path end to end: fetched over HTTP (a mirror), ghcr.io rewritten to the node's
+    registry cache, the role's resources on every container, applied server-side. The Deployment is
+    stored, never run (no kubelet), so the operator is not waited for."""
+    (tmp_path / "keda-2.20.2.yaml").write_text(RELEASE_SAMPLE)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/keda-2.20.2.yaml"
+        extra = {
+            **keda_vars,
+            "keda_manifest_sources": [*keda_vars["keda_manifest_sources"], url],
+            "keda_resources": {
+                "requests": {"cpu": "50m", "memory": "64Mi"},
+                "limits": {"cpu": "500m", "memory": "512Mi"},
+            },
+        }
+        play = role_play(tmp_path, "keda")
+        first = run_playbook(play, extra, False)
+        again = run_playbook(play, extra, False)
+    finally:
+        server.shutdown()
+    assert first.rc == 0, first.output
+    assert again.rc == 0 and again.changed == 0, again.output
+    deployment = k8s_client.AppsV1Api(api).read_namespaced_deployment("keda-operator", "keda")
+    (container,) = deployment.spec.template.spec.containers
+    assert container.image == "127.0.0.1:5002/kedacore/keda:2.20.2"
+    assert container.resources.limits == {"cpu": "500m", "memory": "512Mi"}
+    assert container.args == ["--leader-elect", "--zap-log-level=info"]
+    k8s_client.CoreV1Api(api).delete_namespace("keda")
 
 
 def test_agent_jobs_apply_then_nothing_changes(agent_applied):
