@@ -168,14 +168,26 @@ def hashed_settings(params: Mapping[str, Any]) -> Dict[str, Any]:
     }
 
 
+def parse_builder_driver(inspect_output: str) -> str:
+    """The driver (docker, docker-container, remote, ...) from ``docker buildx inspect`` output."""
+    match = re.search(r"(?m)^Driver:\s+(\S+)", inspect_output or "")
+    return match.group(1) if match else ""
+
+
 def build_argv(
     docker: str,
     params: Mapping[str, Any],
     dockerfile: str,
     digest: str,
     metadata_file: str,
+    *,
+    driver: str = "",
 ) -> List[str]:
-    """``docker buildx build`` argv for the module parameters."""
+    """``docker buildx build`` argv for the module parameters.
+
+    The ``docker`` driver always stores the result in the engine; passing ``--load`` as well adds a
+    second image exporter that fails with "already exists" on the containerd image store.
+    """
     argv = [docker, "buildx", "build", "--progress", "plain", "--file", dockerfile]
     argv += ["--metadata-file", metadata_file]
     if params.get("builder"):
@@ -202,7 +214,7 @@ def build_argv(
         argv += ["--network", params["network"]]
     argv.append(f"--provenance={'true' if params.get('provenance') else 'false'}")
     outputs = []
-    if params.get("load"):
+    if params.get("load") and driver != "docker":
         outputs.append("--load")
     if params.get("push"):
         outputs.append("--push")

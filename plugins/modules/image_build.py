@@ -68,7 +68,9 @@ options:
     elements: str
     default: []
   load:
-    description: Load the result into the engine's image store (needed for the idempotence check).
+    description:
+      - Load the result into the engine's image store (needed for the idempotence check).
+      - The C(docker) driver always does; C(--load) is then not passed.
     type: bool
     default: true
   push:
@@ -167,6 +169,11 @@ duration_s:
   description: Wall-clock seconds of the build command (0 when skipped).
   returned: always
   type: float
+builder_driver:
+  description: Driver of the buildx builder used (C(docker) stores results in the engine without C(--load)).
+  returned: always
+  type: str
+  sample: docker
 command:
   description: The buildx argv that ran (or would run).
   returned: always
@@ -191,6 +198,7 @@ from ansible_collections.raibid.dgx_spark.plugins.module_utils.image_build impor
     build_argv,
     hashed_settings,
     inputs_hash,
+    parse_builder_driver,
     parse_metadata,
     parse_plain_progress,
     tail,
@@ -265,7 +273,12 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="image_build-") as tmp:
         metadata_file = os.path.join(tmp, "metadata.json")
-        argv = build_argv(docker, params, dockerfile, digest, metadata_file)
+        inspect = [docker, "buildx", "inspect"] + ([params["builder"]] if params["builder"] else [])
+        rc, out, err = module.run_command(inspect)
+        if rc != 0:
+            module.fail_json(msg=f"builder: docker buildx inspect failed: {(err or out).strip()}", rc=rc)
+        result["builder_driver"] = parse_builder_driver(out)
+        argv = build_argv(docker, params, dockerfile, digest, metadata_file, driver=result["builder_driver"])
         result["command"] = argv
         image_id, label = existing_image(module, docker, params["tags"][0])
         if params["rebuild"] == "auto" and params["load"] and label == digest:

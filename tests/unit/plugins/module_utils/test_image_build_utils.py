@@ -175,3 +175,14 @@ def test_validate_cache_specs():
     assert ib.validate_cache_specs(["type=registry,ref=h:5000/c:t,mode=max"], "cache_to") == []
     errors = ib.validate_cache_specs(["h:5000/c:t", "ref=x"], "cache_to")
     assert len(errors) == 2 and errors[0].startswith("cache_to: 'h:5000/c:t'")
+
+
+def test_docker_driver_gets_no_load_flag():
+    params = {"path": "/ctx", "tags": ["r:1"], "load": True, "push": True}
+    assert "--load" not in ib.build_argv("docker", params, "/ctx/Dockerfile", "sha256:a", "/m", driver="docker")
+    assert "--load" in ib.build_argv("docker", params, "/ctx/Dockerfile", "sha256:a", "/m", driver="remote")
+
+
+def test_parse_builder_driver():
+    assert ib.parse_builder_driver("Name:          default\nDriver:        docker\n") == "docker"
+    assert ib.parse_builder_driver("nothing") == ""

@@ -12,6 +12,9 @@ from ansible_collections.raibid.dgx_spark.plugins.modules import image_build
 FAKE_DOCKER = """#!/bin/sh
 # Stand-in docker CLI: records its argv; "image inspect" answers from $STATE/label.
 echo "$@" >> "$STATE/calls"
+if [ "$1 $2" = "buildx inspect" ]; then
+  printf 'Name:   default\nDriver: %s\n' "${DRIVER:-docker-container}"; exit 0
+fi
 if [ "$1" = image ]; then
   [ -f "$STATE/label" ] || exit 1
   echo "sha256:img $(cat "$STATE/label")"; exit 0
@@ -60,7 +63,7 @@ def test_builds_then_is_idempotent(capsys, setup):
     code, second = run(capsys, args)
     assert code == 0 and second["changed"] is False and second["built"] is False
     assert second["inputs_hash"] == first["inputs_hash"]
-    assert sum("buildx" in line for line in (state / "calls").read_text().splitlines()) == 1
+    assert sum("buildx build" in line for line in (state / "calls").read_text().splitlines()) == 1
 
 
 def test_check_mode_does_not_build(capsys, setup):
@@ -69,7 +72,7 @@ def test_check_mode_does_not_build(capsys, setup):
         capsys, {"path": str(ctx), "tags": ["t:1"], "docker_cli": str(docker), "_ansible_check_mode": True}
     )
     assert code == 0 and result["changed"] is True and result["built"] is False
-    assert "buildx" not in (state / "calls").read_text()
+    assert "buildx build" not in (state / "calls").read_text()
 
 
 @pytest.mark.parametrize(
@@ -91,3 +94,18 @@ def test_refuses_missing_context(capsys, setup, tmp_path):
     _ctx, _state, docker = setup
     code, result = run(capsys, {"path": str(tmp_path / "nope"), "tags": ["t:1"], "docker_cli": str(docker)})
     assert code == 1 and "path:" in result["msg"]
+
+
+def test_docker_driver_builds_without_load(capsys, setup, monkeypatch):
+    ctx, _state, docker = setup
+    monkeypatch.setenv("DRIVER", "docker")
+    code, result = run(capsys, {"path": str(ctx), "tags": ["t:1"], "docker_cli": str(docker), "push": True})
+    assert code == 0 and result["builder_driver"] == "docker"
+    assert "--load" not in result["command"] and "--push" in result["command"]
+
+
+def test_other_drivers_load_and_push(capsys, setup):
+    ctx, _state, docker = setup
+    code, result = run(capsys, {"path": str(ctx), "tags": ["t:1"], "docker_cli": str(docker), "push": True})
+    assert code == 0 and result["builder_driver"] == "docker-container"
+    assert "--load" in result["command"] and "--push" in result["command"]
