@@ -8,6 +8,7 @@ Sections (run all, or pick with --only NAME ...):
   lab       site.yml on the lab-in-a-box node: cold converge on a fresh node, then a no-op
             re-run, with wall time and executed task counts (ok/changed/skipped)
   release   wall time of each release check (tests/release/check.py), tarball size
+  k8s       Kubernetes test bed build/start, keda and agent_jobs apply / no-op re-apply (last test run)
 
 Other roles add sections by appending (name, function) to SECTIONS.
 """
@@ -139,11 +140,48 @@ def section_release(_args: argparse.Namespace) -> None:
             row("collection tarball", tarball)
 
 
+def section_k8s(_args: argparse.Namespace) -> None:
+    """Kubernetes test bed and the keda / agent_jobs roles, as last measured by the tests
+    (tests/integration/test_k8s_apply.py records into .cache/k8s-testbed-timings.jsonl)."""
+    build = Path(os.environ.get("K8S_TESTBED_CACHE", "/var/cache/raibid-k8s-testbed/v1.20.2")) / "build-times.json"
+    if build.exists():
+        data = json.loads(build.read_text())
+        kind = "warm Go cache" if data.get("gocache_warm_at_start") else "cold"
+        row(
+            f"test bed build ({kind}), kube-apiserver+controller-manager",
+            f"{data['total_s']} s (make {data['make_s']} s)",
+        )
+    else:
+        row("test bed build", "not built on this machine yet")
+    timings = CACHE / "k8s-testbed-timings.jsonl"
+    last: dict = {}
+    if timings.exists():
+        for line in timings.read_text().splitlines():
+            entry = json.loads(line)
+            last[entry["kind"]] = entry
+    bed = last.get("k8s-testbed")
+    if bed:
+        row("test bed build step in the tests", f"{bed['build_s']} s ({'cached' if bed['build_cached'] else 'built'})")
+        row("test bed start (etcd, apiserver /readyz, controller-manager)", f"{bed['start_s']} s")
+    keda = last.get("keda-crds")
+    if keda:
+        row("keda (CRDs only, no operator): apply / no-op re-apply", f"{keda['apply_s']} s / {keda['reapply_s']} s")
+    jobs = last.get("agent_jobs")
+    if jobs:
+        row(
+            "agent_jobs: apply / no-op re-apply / --check --diff",
+            f"{jobs['apply_s']} s / {jobs['reapply_s']} s / {jobs['check_s']} s",
+        )
+    if not last:
+        row("k8s timings", "none recorded yet: run `make integration`")
+
+
 SECTIONS: List[Tuple[str, Callable[[argparse.Namespace], None]]] = [
     ("images", section_images),
     ("molecule", section_molecule),
     ("lab", section_lab),
     ("release", section_release),
+    ("k8s", section_k8s),
 ]
 
 

@@ -90,7 +90,7 @@ attributes:
   diff_mode:
     support: none
 notes:
-  - Enqueueing is not idempotent by nature: each run with O(job) adds one entry.
+  - Enqueueing is not idempotent by nature; each run with O(job) adds one entry.
 """
 
 EXAMPLES = r"""
@@ -125,9 +125,17 @@ job:
   description: The job as enqueued (or as it would be enqueued in check mode).
   returned: when O(job) is set
   type: dict
-  sample: {"id": "5f0c...", "repo": "raibid/smoke", "branch": "main", "commit": "", "status": "pending",
-           "started_at": "2026-11-29T05:00:00Z", "finished_at": null, "duration": null, "agent_id": null,
-           "exit_code": null}
+  sample:
+    id: 5f0c2b1e-8a37-4d55-9b8e-0c1d2e3f4a5b
+    repo: raibid/smoke
+    branch: main
+    commit: ""
+    status: pending
+    started_at: "2026-11-29T05:00:00Z"
+    finished_at: null
+    duration: null
+    agent_id: null
+    exit_code: null
 entry_id:
   description: Stream entry id of the enqueued job; null in check mode.
   returned: when O(job) is set
