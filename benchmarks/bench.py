@@ -9,6 +9,8 @@ Sections (run all, or pick with --only NAME ...):
             re-run, with wall time and executed task counts (ok/changed/skipped)
   release   wall time of each release check (tests/release/check.py), tarball size
   k8s       Kubernetes test bed build/start, keda and agent_jobs apply / no-op re-apply (last test run)
+  registry_buildkit  registry pull-through first vs cached pull (upstream stopped); BuildKit cold build vs
+            rebuild from the registry cache after a prune (last registry_cache / buildkit scenario runs)
 
 Other roles add sections by appending (name, function) to SECTIONS.
 """
@@ -176,12 +178,35 @@ def section_k8s(_args: argparse.Namespace) -> None:
         row("k8s timings", "none recorded yet: run `make integration`")
 
 
+def section_registry_buildkit(_args: argparse.Namespace) -> None:
+    """Registry pull-through and BuildKit registry-cache figures from the last registry_cache and buildkit
+    scenario verify runs (they record into .cache/registry-buildkit-timings.jsonl)."""
+    print("registry cache and BuildKit (last Molecule verify)")
+    latest = latest_jsonl(CACHE / "registry-buildkit-timings.jsonl", "metric")
+    pull = latest.get("registry_pull_through")
+    if pull:
+        row("pull through proxy, first pull (8 MiB layer)", str(pull["first_pull"]))
+        row("pull through proxy, cached pull, upstream stopped", str(pull["cached_pull_upstream_down"]))
+    else:
+        row("registry pull-through", "not recorded (make molecule SCENARIOS=registry_cache)")
+    build = latest.get("buildkit_registry_cache")
+    if build:
+        row("BuildKit cold build", f"{build['cold_build_s']} s")
+        row(
+            "BuildKit rebuild from registry cache after prune",
+            f"{build['rebuild_from_registry_cache_s']} s ({build['cached_steps']}/{build['layer_steps']} steps CACHED)",
+        )
+    else:
+        row("BuildKit registry cache", "not recorded (make molecule SCENARIOS=buildkit)")
+
+
 SECTIONS: List[Tuple[str, Callable[[argparse.Namespace], None]]] = [
     ("images", section_images),
     ("molecule", section_molecule),
     ("lab", section_lab),
     ("release", section_release),
     ("k8s", section_k8s),
+    ("registry_buildkit", section_registry_buildkit),
 ]
 
 

@@ -96,13 +96,16 @@ options:
   docker_cli:
     description: Path to the docker CLI (with the buildx plugin); looked up on C(PATH) when omitted.
     type: path
+extends_documentation_fragment:
+  - raibid.dgx_spark.attributes
+  - raibid.dgx_spark.attributes.actiongroup_dgx_spark
 attributes:
   check_mode:
     support: full
-    description: Computes the inputs hash and reports whether a build would happen, without building.
+    details:
+      - Computes the inputs hash and reports whether a build would happen, without building.
   diff_mode:
     support: none
-    description: No diff is produced.
 notes:
   - The idempotence check reads the local image store; with O(load=false) every run builds (and is fast
     when the cache is warm).
