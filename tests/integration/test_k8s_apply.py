@@ -88,11 +88,44 @@ def agent_vars(k8s_testbed, tmp_path_factory):  # noqa: F811
 @pytest.fixture(scope="module")
 def agent_applied(tmp_path_factory, keda_installed, agent_vars):
     play = role_play(tmp_path_factory.mktemp("agent"), "agent_jobs")
+    fresh_check = run_playbook(
+        play, {k: v for k, v in agent_vars.items() if k != "agent_jobs_render_dir"}, True, "--diff"
+    )
+    fresh_namespace_after_check = namespace_exists(api_for(agent_vars))
     first, first_s = timed(play, agent_vars)
     second, second_s = timed(play, agent_vars)
     check, check_s = timed(play, agent_vars, True, "--diff")
     record_timing(kind="agent_jobs", apply_s=round(first_s, 1), reapply_s=round(second_s, 1), check_s=round(check_s, 1))
-    return {"play": play, "first": first, "second": second, "check": check}
+    return {
+        "play": play,
+        "first": first,
+        "second": second,
+        "check": check,
+        "fresh_check": fresh_check,
+        "fresh_namespace_after_check": fresh_namespace_after_check,
+    }
+
+
+def api_for(agent_vars: dict):
+    return k8s_config.new_client_from_config(config_file=agent_vars["agent_jobs_kubeconfig"])
+
+
+def namespace_exists(api) -> bool:
+    try:
+        k8s_client.CoreV1Api(api).read_namespace(NAMESPACE)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def test_check_mode_on_a_fresh_cluster_predicts_and_changes_nothing(agent_applied):
+    run = agent_applied["fresh_check"]
+    assert run.rc == 0, run.output
+    assert run.changed > 0, run.output
+    assert f"Namespace {NAMESPACE} does not exist yet: would create" in run.output
+    assert agent_applied["fresh_namespace_after_check"] is False
 
 
 def test_keda_crds_established_and_idempotent(keda_installed, api):
