@@ -118,8 +118,10 @@ EXAMPLES = r"""
     tags: [127.0.0.1:5000/raibid-ci-agent:1.4.0]
     build_args:
       RUST_VERSION: "1.85"
-    cache_from: [type=registry,ref=127.0.0.1:5000/cache/agent:main]
-    cache_to: [type=registry,ref=127.0.0.1:5000/cache/agent:main,mode=max,ignore-error=true]
+    cache_from:
+      - type=registry,ref=127.0.0.1:5000/cache/agent:main
+    cache_to:
+      - type=registry,ref=127.0.0.1:5000/cache/agent:main,mode=max,ignore-error=true
     push: true
   register: build
 
