@@ -51,6 +51,9 @@ def run_scenario(name: str) -> dict:
     record: dict = {"scenario": name, "ok": False}
     started = time.monotonic()
     try:
+        # `--destroy never` also skips test's first destroy: remove leftovers of earlier runs here,
+        # or a stale node would make converge look like a no-op.
+        molecule("destroy", "-s", name)
         proc = molecule("test", "-s", name, "--destroy", "never")
         record["test_s"] = round(time.monotonic() - started, 1)
         if proc.returncode != 0:
