@@ -48,7 +48,14 @@ def record_timing(**values) -> None:
 
 def say(request: pytest.FixtureRequest, line: str) -> None:
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    # Fixture output is captured; these figures should reach the terminal (and CI's log) anyway.
+    if capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+    else:
         reporter.write_line(line)
 
 
