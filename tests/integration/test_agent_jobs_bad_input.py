@@ -129,3 +129,22 @@ def test_socket_with_opt_in_warns_that_it_is_root_on_the_node(run_role, tmp_path
     assert result.rc == 0, result.output
     assert "WARNING: agent_jobs_docker_access=socket" in result.output
     assert "root on the node" in result.output
+
+
+def test_socket_gid_lookup_names_the_missing_group(run_role, tmp_path):
+    result = run_role(
+        "agent_jobs",
+        {
+            **SECRETS,
+            "agent_jobs_docker_access": "socket",
+            "agent_jobs_allow_docker_socket": True,
+            "agent_jobs_docker_group": "no-such-group-raibid",
+            "agent_jobs_kubernetes_version": "1.31",
+            "agent_jobs_render_only": True,
+            "agent_jobs_render_dir": str(tmp_path / "out"),
+        },
+    )
+    assert result.rc != 0
+    assert result.failed_task() == "Check the docker group was found"
+    assert 'no group "no-such-group-raibid" (agent_jobs_docker_group)' in result.output
+    assert "Set agent_jobs_docker_gid" in result.output
