@@ -19,7 +19,7 @@ description:
   - Parses BuildKit's plain progress output into structured steps, so callers can assert which Dockerfile
     steps came from cache.
 author:
-  - raibid.dgx_spark contributors
+  - raibid.dgx_spark contributors (@raibid-labs)
 options:
   path:
     description: Build context directory on the managed node.
@@ -237,7 +237,7 @@ def existing_image(module: AnsibleModule, docker: str, ref: str) -> tuple[str, s
     rc, out, _err = module.run_command([docker, "image", "inspect", "--format", fmt, ref])
     if rc != 0 or not out.strip():
         return "", ""
-    image_id, _, label = out.strip().partition(" ")
+    image_id, _sep, label = out.strip().partition(" ")
     return image_id, "" if label == "<no value>" else label
 
 
