@@ -23,7 +23,7 @@ description:
     from what is there (formatting differences alone do not count).
   - Does not restart Docker; notify a handler on change.
 author:
-  - raibid.dgx_spark contributors
+  - raibid.dgx_spark contributors (@raibid-labs)
 options:
   path:
     description: The daemon configuration file.
@@ -62,13 +62,18 @@ options:
     description: Permissions of a newly created file; an existing file keeps its own.
     type: raw
     default: "0644"
+extends_documentation_fragment:
+  - raibid.dgx_spark.attributes
+  - raibid.dgx_spark.attributes.actiongroup_dgx_spark
 attributes:
   check_mode:
     support: full
-    description: Computes the merge, checks flag collisions and runs dockerd --validate; writes nothing.
+    details:
+      - Computes the merge, checks flag collisions and runs dockerd --validate; writes nothing.
   diff_mode:
     support: full
-    description: Shows the old and new JSON.
+    details:
+      - Shows the old and new JSON.
 notes:
   - C(dockerd --validate) (Docker 23+) checks JSON, key names, types and values, but not typos
     inside C(features).

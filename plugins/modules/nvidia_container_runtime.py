@@ -21,7 +21,7 @@ description:
   - Docker must be restarted after the runtime was registered (RV(daemon_json_changed)); a mode
     change applies to the next container without a restart.
 author:
-  - raibid.dgx_spark contributors
+  - raibid.dgx_spark contributors (@raibid-labs)
 options:
   runtime:
     description: Make sure Docker's daemon.json registers the C(nvidia) runtime.
@@ -46,13 +46,18 @@ options:
   nvidia_ctk_path:
     description: Path to C(nvidia-ctk); looked up on C(PATH) when omitted.
     type: path
+extends_documentation_fragment:
+  - raibid.dgx_spark.attributes
+  - raibid.dgx_spark.attributes.actiongroup_dgx_spark
 attributes:
   check_mode:
     support: full
-    description: Reads and decides; runs no nvidia-ctk command that writes.
+    details:
+      - Reads and decides; runs no nvidia-ctk command that writes.
   diff_mode:
     support: none
-    description: The changes are reported in RV(actions) instead.
+    details:
+      - The changes are reported in RV(actions) instead.
 requirements:
   - nvidia-container-toolkit (C(nvidia-ctk)) on the target
 """
