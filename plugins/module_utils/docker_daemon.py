@@ -218,6 +218,23 @@ def validation_argv(dockerd: str, candidate: str, unit_argv: List[str]) -> Tuple
     return [dockerd, "--validate", "--config-file", candidate, *kept], dropped
 
 
+_URL_CREDENTIALS = re.compile(r"(://)[^/@\s\"']+@")
+
+
+def redact(value: Any) -> Any:
+    """``value`` with the credentials of any ``scheme://user:password@host`` URL masked.
+
+    daemon.json ``proxies`` may carry them; results, diffs and messages must not.
+    """
+    if isinstance(value, str):
+        return _URL_CREDENTIALS.sub(r"\1***@", value)
+    if isinstance(value, dict):
+        return {key: redact(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
+
+
 def no_validate_flag(output: str) -> bool:
     """True when dockerd is too old (before 23.0) to know ``--validate``."""
     return "unknown flag: --validate" in output

@@ -147,9 +147,18 @@ from ansible_collections.raibid.dgx_spark.plugins.module_utils.docker_daemon imp
     load_config,
     no_validate_flag,
     parse_exec_start,
+    redact,
     render,
     validation_argv,
 )
+
+
+def fail(module: AnsibleModule, **result: Any) -> None:
+    module.fail_json(**redact(result))
+
+
+def done(module: AnsibleModule, **result: Any) -> None:
+    module.exit_json(**redact(result))
 
 
 def read_exec_start(module: AnsibleModule) -> List[str]:
@@ -178,7 +187,8 @@ def validate(module: AnsibleModule, text: str, argv: List[str]) -> Dict[str, Any
         if module.check_mode:
             result["skipped"] = "dockerd is not installed yet (check mode)"
             return result
-        module.fail_json(
+        fail(
+            module,
             msg=f"validate: dockerd not found (dockerd_path={module.params['dockerd_path']!r}); "
             f"cannot validate {module.params['path']}, so nothing was changed",
             validation=result,
@@ -221,14 +231,15 @@ def main() -> None:
     try:
         previous = load_config(text)
     except DaemonConfigError as exc:
-        module.fail_json(msg=f"path: the existing {path} {exc}; fix or remove it first. Nothing was changed.")
+        fail(module, msg=f"path: the existing {path} {exc}; fix or remove it first. Nothing was changed.")
 
     argv = read_exec_start(module)
     result: Dict[str, Any] = {"changed": False, "previous": previous, "exec_start": argv, "validation": {}}
 
     unit_config = config_file_flag(argv)
     if unit_config and os.path.normpath(unit_config) != os.path.normpath(path):
-        module.fail_json(
+        fail(
+            module,
             msg=f"path: {module.params['service']}.service starts dockerd with --config-file {unit_config}, "
             f"not {path}; set path to the file dockerd reads. Nothing was changed.",
             **result,
@@ -238,7 +249,7 @@ def main() -> None:
     conflicts = flag_conflicts(requested, argv)
     if conflicts:
         result["conflicts"] = [{"key": key, "flag": flag} for key, flag in conflicts]
-        module.fail_json(msg=conflict_message(module.params["service"], conflicts, argv), **result)
+        fail(module, msg=conflict_message(module.params["service"], conflicts, argv), **result)
 
     merged = deep_merge(previous, settings)
     changed_keys = sorted(
@@ -257,19 +268,20 @@ def main() -> None:
 
     if not changed:
         result["validation"] = {"cmd": [], "rc": None, "output": "", "skipped": "no change"}
-        module.exit_json(msg=f"{path} already holds the requested settings", **result)
+        done(module, msg=f"{path} already holds the requested settings", **result)
 
     result["validation"] = validate(module, new_text, argv)
     if result["validation"]["rc"] not in (None, 0):
         result["changed"] = False
-        module.fail_json(
+        fail(
+            module,
             msg=f"dockerd --validate rejected the merged {path} (keys {', '.join(changed_keys)}): "
             f"{result['validation']['output']}. The file was left untouched and Docker was not restarted.",
             **result,
         )
 
     if module.check_mode:
-        module.exit_json(msg=f"{path} would change (keys {', '.join(changed_keys)})", **result)
+        done(module, msg=f"{path} would change (keys {', '.join(changed_keys)})", **result)
 
     directory = os.path.dirname(path) or "."
     if not os.path.isdir(directory):
@@ -287,7 +299,7 @@ def main() -> None:
     if not exists:
         file_args = module.load_file_common_arguments({"path": path, "mode": module.params["mode"]})
         module.set_fs_attributes_if_different(file_args, False)
-    module.exit_json(msg=f"{path} updated (keys {', '.join(changed_keys)})", **result)
+    done(module, msg=f"{path} updated (keys {', '.join(changed_keys)})", **result)
 
 
 if __name__ == "__main__":

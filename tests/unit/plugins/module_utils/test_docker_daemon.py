@@ -14,6 +14,7 @@ from ansible_collections.raibid.dgx_spark.plugins.module_utils.docker_daemon imp
     no_validate_flag,
     parse_exec_start,
     parse_flags,
+    redact,
     render,
     validation_argv,
 )
@@ -207,3 +208,16 @@ class TestValidation:
     def test_old_dockerd_without_validate(self):
         assert no_validate_flag("Status: unknown flag: --validate\nSee 'dockerd --help'., Code: 125")
         assert not no_validate_flag("unable to configure the Docker daemon with file /tmp/a.json")
+
+
+def test_redact_masks_url_credentials_everywhere():
+    config = {
+        "proxies": {"http-proxy": "http://ci:s3cret@proxy.lab:3128", "no-proxy": "localhost"},
+        "registry-mirrors": ["http://127.0.0.1:5001"],
+        "live-restore": True,
+    }
+    masked = redact(config)
+    assert masked["proxies"]["http-proxy"] == "http://***@proxy.lab:3128"
+    assert masked["registry-mirrors"] == ["http://127.0.0.1:5001"]
+    assert masked["live-restore"] is True
+    assert "s3cret" not in redact(render(config))

@@ -201,3 +201,19 @@ def test_unit_reading_another_config_file_is_refused(capsys, tmp_path, dockerd):
     code, result = run(capsys, {**args, "settings": {"live-restore": True}})
     assert code == 1
     assert "--config-file /srv/other.json" in result["msg"]
+
+
+def test_proxy_credentials_never_appear_in_the_result(capsys, tmp_path, dockerd):
+    script, _log = dockerd
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps(DGX_DAEMON))
+    settings = {"proxies": {"http-proxy": "http://ci:s3cret@proxy.lab:3128"}}
+    code, result = run(capsys, {**base_args(path, script), "settings": settings, "_ansible_diff": True})
+    assert code == 0, result
+    # The module's own output is masked; its arguments (invocation) are the caller's to hide with no_log,
+    # which the role does when a requested setting carries credentials.
+    result.pop("invocation", None)
+    assert "s3cret" not in json.dumps(result)
+    assert result["config"]["proxies"]["http-proxy"] == "http://***@proxy.lab:3128"
+    # The file itself holds the real value.
+    assert json.loads(path.read_text())["proxies"]["http-proxy"] == "http://ci:s3cret@proxy.lab:3128"
