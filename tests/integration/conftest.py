@@ -36,7 +36,7 @@ class PlaybookRun:
             if match:
                 # "raibid.dgx_spark.role : Task name" -> "Task name"
                 name = match.group(1).split(" : ", 1)[-1]
-            if line.startswith("fatal:"):
+            if line.startswith(("fatal:", "failed:")):
                 return name
         return ""
 
