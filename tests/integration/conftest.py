@@ -17,6 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
+# Task names of a role's validation phase: the argument-spec check and tasks/validate.yml.
+VALIDATION_TASKS = ("Validating arguments against arg spec", "Validate ")
 RECAP = re.compile(r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
@@ -39,6 +41,17 @@ class PlaybookRun:
             if line.startswith(("fatal:", "failed:")):
                 return name
         return ""
+
+    def assert_refused(self, expected: list[str], phase: str = "validation") -> None:
+        """The run failed, changed nothing, printed every expected text, and failed in `phase`:
+        "validation" (argument specs or tasks/validate.yml) or a task name prefix such as "Check "."""
+        assert self.rc != 0, self.output
+        assert self.changed == 0, self.output
+        for text in expected:
+            assert text in self.output, f"{text!r} not in output:\n{self.output}"
+        task = self.failed_task()
+        prefixes = VALIDATION_TASKS if phase == "validation" else (phase,)
+        assert task.startswith(prefixes), f"failed in {task!r}, expected {prefixes}:\n{self.output}"
 
 
 def ansible_env() -> dict:
