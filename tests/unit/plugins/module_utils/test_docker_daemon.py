@@ -125,7 +125,7 @@ class TestExecStart:
             "--bip",
             "10.1.0.1/24",
         ]
-        names = [name for name, _ in parse_flags(argv)]
+        names = [name for name, _value in parse_flags(argv)]
         assert names == ["host", "host", "host", "debug", "storage-driver", "bip"]
         assert ("storage-driver", "-s overlay2") in parse_flags(argv)
         assert ("bip", "--bip 10.1.0.1/24") in parse_flags(argv)
@@ -157,7 +157,7 @@ class TestConflicts:
             "--log-opt",
             "max-size=1m",
         ]
-        keys = [key for key, _ in flag_conflicts(["registry-mirrors", "insecure-registries", "log-opts"], argv)]
+        keys = [key for key, _flag in flag_conflicts(["registry-mirrors", "insecure-registries", "log-opts"], argv)]
         assert keys == ["registry-mirrors", "insecure-registries", "log-opts"]
 
     def test_no_conflict_for_plain_debian_unit(self):
@@ -197,7 +197,7 @@ class TestValidation:
 
     def test_unit_config_file_is_replaced_by_the_candidate(self):
         argv = ["dockerd", "--config-file", "/etc/docker/daemon.json", "--config-file=/x.json", "-H", "fd://"]
-        cmd, _ = validation_argv("dockerd", "/tmp/c.json", argv)
+        cmd, _dropped = validation_argv("dockerd", "/tmp/c.json", argv)
         assert cmd == ["dockerd", "--validate", "--config-file", "/tmp/c.json", "-H", "fd://"]
 
     def test_config_file_flag(self):
