@@ -12,6 +12,11 @@ BUILDKITD = {"buildkit_builder": "buildkitd"}
 
 CASES = [
     pytest.param(
+        {"buildkit_users": ["ci", "Bad User"]},
+        ["buildkit_users", "login name", "Bad User"],
+        id="builder-user-not-a-login-name",
+    ),
+    pytest.param(
         {"buildkit_builder": "kaniko"},
         ["buildkit_builder", "kaniko", "docker, buildkitd"],
         id="unknown-builder-mode",

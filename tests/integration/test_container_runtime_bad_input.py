@@ -104,6 +104,31 @@ CASES = [
         ["container_runtime_docker_ce_version", "latest", "apt version string"],
         id="docker-ce-version-not-a-version",
     ),
+    pytest.param(
+        {"container_runtime_allow_image_store_switch": "maybe"},
+        ["container_runtime_allow_image_store_switch", "bool"],
+        id="image-store-switch-not-a-bool",
+    ),
+    pytest.param(
+        {"container_runtime_allow_disruptive_restart": "later"},
+        ["container_runtime_allow_disruptive_restart", "bool"],
+        id="disruptive-restart-not-a-bool",
+    ),
+    pytest.param(
+        {"dgx_spark_allow_disruptive_restarts": "sometimes"},
+        ["dgx_spark_allow_disruptive_restarts", "bool"],
+        id="collection-disruptive-restarts-not-a-bool",
+    ),
+    pytest.param(
+        {"container_runtime_owned_keys_path": "etc/docker/owned.json"},
+        ["container_runtime_owned_keys_path must be an absolute path", "etc/docker/owned.json"],
+        id="relative-owned-keys-path",
+    ),
+    pytest.param(
+        {"container_runtime_log_driver": "local", "container_runtime_log_opts": {"labels": "a"}},
+        ["container_runtime_log_opts", "labels", "not accepted by log driver local"],
+        id="log-opts-for-another-driver",
+    ),
 ]
 
 

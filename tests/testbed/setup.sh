@@ -12,6 +12,9 @@ command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 command -v rsync >/dev/null || need_pkgs+=(rsync)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
+# Test scaffolding: a static busybox the tests copy into amd64 nodes to make an image from nothing
+# (no registry can be pulled from), so no test has to run apt inside a node for the role under test.
+[ -x /bin/busybox ] || need_pkgs+=(busybox-static)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing host packages: ${need_pkgs[*]}"

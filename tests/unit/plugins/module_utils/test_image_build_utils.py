@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -186,3 +187,255 @@ def test_docker_driver_gets_no_load_flag():
 def test_parse_builder_driver():
     assert ib.parse_builder_driver("Name:          default\nDriver:        docker\n") == "docker"
     assert ib.parse_builder_driver("nothing") == ""
+
+
+# --- hash stability and secrets in the hash -------------------------------------------------------
+
+
+def test_inputs_hash_of_a_build_without_secrets_is_unchanged(tmp_path):
+    # Value computed with the module_utils of before secrets existed: images built then are not rebuilt.
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY a /a\n")
+    (tmp_path / "a").write_text("a\n")
+    os.chmod(tmp_path / "a", 0o644)
+    settings = ib.hashed_settings({"build_args": {"A": "1"}, "platform": ["linux/arm64"], "secrets": []})
+    assert ib.inputs_hash(str(tmp_path), str(tmp_path / "Dockerfile"), settings) == (
+        "sha256:cc9f4db47802ee8a49973acb828d03b7c2e55d04423dd3f163cb97b00386c267"
+    )
+
+
+def test_secret_content_stays_out_of_the_hash_unless_opted_in(context, tmp_path_factory):
+    df = str(context / "Dockerfile")
+    secrets_dir = tmp_path_factory.mktemp("secrets")  # outside the build context
+    ca = secrets_dir / "ca.pem"
+    ca.write_text("old CA\n")
+
+    def digest(spec, material=()):
+        return ib.inputs_hash(str(context), df, ib.hashed_settings({"secrets": [spec]}), material)
+
+    plain = {"id": "ca", "src": str(ca)}
+    before = digest(plain)
+    ca.write_text("new CA\n")
+    assert digest(plain) == before, "content of a secret must not change the hash by default"
+    assert digest({"id": "ca", "src": str(secrets_dir / "other.pem")}) != before, "the source does count"
+    assert digest({"id": "ca", "env": "CA"}) != before
+    assert digest({"id": "tok", "value": "s3cret-1"}) == digest({"id": "tok", "value": "s3cret-2"})
+    opted = {"id": "ca", "src": str(ca), "rebuild_on_change": True}
+    assert digest(opted, [("ca", b"old CA\n")]) != digest(opted, [("ca", b"new CA\n")])
+    settings = json.dumps(ib.hashed_settings({"secrets": [{"id": "tok", "value": "s3cret-1"}]}))
+    assert "s3cret" not in settings
+
+
+# --- secrets: validation, argv, files -----------------------------------------------------------
+
+
+def test_secret_flags_use_buildx_syntax(tmp_path):
+    secrets = ib.parse_secrets(
+        [{"id": "tok", "value": "v"}, {"id": "ca", "src": "/etc/ca.pem"}, {"id": "npm", "env": "NPM_TOKEN"}]
+    )
+    assert ib.secret_flags(secrets, {"tok": "/tmp/d/secret-2"}) == [
+        "--secret",
+        "id=ca,src=/etc/ca.pem",
+        "--secret",
+        "id=npm,env=NPM_TOKEN",
+        "--secret",
+        "id=tok,src=/tmp/d/secret-2",
+    ]
+    argv = ib.build_argv(
+        "docker",
+        {"path": "/ctx", "tags": ["r:1"]},
+        "/ctx/Dockerfile",
+        "sha256:a",
+        "/m",
+        secret_args=["--secret", "id=ca,src=/etc/ca.pem"],
+    )
+    assert argv[argv.index("--secret") + 1] == "id=ca,src=/etc/ca.pem" and argv[-1] == "/ctx"
+
+
+def test_value_secrets_are_written_owner_only(tmp_path):
+    paths = ib.write_value_secrets(
+        [{"id": "b", "value": "two"}, {"id": "a", "src": "/x"}, {"id": "c", "value": "3"}], str(tmp_path)
+    )
+    assert sorted(paths) == ["b", "c"]
+    for sid, value in (("b", "two"), ("c", "3")):
+        assert os.stat(paths[sid]).st_mode & 0o777 == 0o600
+        with open(paths[sid], encoding="utf-8") as fh:
+            assert fh.read() == value
+
+
+def test_validate_secrets(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    good = [{"id": "ca", "src": str(ca)}, {"id": "t.k-1", "env": "TOKEN"}, {"id": "v", "value": "hunter22"}]
+    assert ib.validate_secrets(good, {"TOKEN": "x"}) == []
+    bad = [
+        {"id": "a,b", "value": "x"},
+        {"id": "ca", "src": str(tmp_path / "missing.pem")},
+        {"id": "ca", "value": "hunter22"},
+        {"id": "e", "env": "UNSET_VAR"},
+        {"id": "f", "src": "/a,b"},
+        {"id": "g"},
+    ]
+    errors = ib.validate_secrets(bad, {})
+    assert len(errors) == 6, errors
+    assert errors[0].startswith("secrets[0].id: 'a,b'")
+    assert "missing.pem is not a file" in errors[1]
+    assert "given twice" in errors[2]
+    assert "UNSET_VAR is not set" in errors[3]
+    assert "secrets[4].src (f)" in errors[4]
+    assert "found none" in errors[5]
+    assert not any("hunter22" in e for e in errors)
+
+
+def test_secret_contents_and_scrub(tmp_path, monkeypatch):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN-----\nMIIBabcdef\n-----END-----\n")
+    contents = ib.secret_contents(
+        [{"id": "ca", "src": str(ca)}, {"id": "t", "env": "TOK"}, {"id": "v", "value": "hunter22"}], {"TOK": "tok-abc"}
+    )
+    assert contents == {"ca": ca.read_bytes(), "t": b"tok-abc", "v": b"hunter22"}
+    hidden = ib.sensitive_strings(contents.values())
+    log = "#7 RUN cat /run/secrets/ca\n#7 0.1 MIIBabcdef\n#7 0.2 token tok-abc and hunter22 ok\n"
+    scrubbed = ib.scrub(log, hidden)
+    for value in ("MIIBabcdef", "tok-abc", "hunter22"):
+        assert value not in scrubbed
+    assert "#7 RUN cat /run/secrets/ca" in scrubbed and "ok" in scrubbed
+    assert ib.scrub("rc=1 on", ["1", "on"]) == "rc=1 on", "values shorter than MIN_SCRUB_LEN stay"
+
+
+def test_redact_argv_keeps_names():
+    argv = ["docker", "buildx", "build", "--build-arg", "TOKEN=abc=def", "--build-arg", "PLAIN", "--build-arg=X=y", "."]
+    assert ib.redact_argv(argv) == [
+        "docker",
+        "buildx",
+        "build",
+        "--build-arg",
+        "TOKEN=***",
+        "--build-arg",
+        "PLAIN",
+        "--build-arg=X=***",
+        ".",
+    ]
+
+
+# --- registry state and the build/push/skip decision ---------------------------------------------
+
+HASH = "sha256:current"
+
+
+def imagetools_out(labels, digest="sha256:m"):
+    if isinstance(labels, dict):
+        image = {p: {"architecture": p, "config": {"Labels": {ib.INPUTS_LABEL: v}}} for p, v in labels.items()}
+    else:
+        image = {"architecture": "arm64", "os": "linux", "config": {"Labels": {ib.INPUTS_LABEL: labels}}}
+    return json.dumps(
+        {"manifest": {"digest": digest, "mediaType": "application/vnd.oci.image.manifest.v1+json"}, "image": image}
+    )
+
+
+def test_imagetools_argv():
+    assert ib.imagetools_argv("docker", "127.0.0.1:5000/a:1", "remote") == [
+        "docker",
+        "buildx",
+        "imagetools",
+        "inspect",
+        "--builder",
+        "remote",
+        "--format",
+        ib.IMAGETOOLS_FORMAT,
+        "127.0.0.1:5000/a:1",
+    ]
+    assert "--builder" not in ib.imagetools_argv("docker", "r:1")
+
+
+def test_parse_imagetools():
+    one = ib.parse_imagetools("r:1", 0, imagetools_out(HASH), "")
+    assert (one.present, one.inputs_hash, one.digest, one.error) == (True, HASH, "sha256:m", "")
+    assert one.current(HASH) and not one.current("sha256:other")
+    multi = ib.parse_imagetools("r:1", 0, imagetools_out({"linux/amd64": HASH, "linux/arm64": HASH}), "")
+    assert multi.current(HASH)
+    mixed = ib.parse_imagetools("r:1", 0, imagetools_out({"linux/amd64": HASH, "linux/arm64": "sha256:old"}), "")
+    assert mixed.present and not mixed.current(HASH)
+    unlabeled = ib.parse_imagetools(
+        "r:1", 0, json.dumps({"manifest": {"digest": "sha256:m"}, "image": {"os": "linux"}}), ""
+    )
+    assert unlabeled.present and unlabeled.inputs_hash == ""
+    absent = ib.parse_imagetools("127.0.0.1:5000/a:1", 1, "", "ERROR: 127.0.0.1:5000/a:1: not found\n")
+    assert (absent.present, absent.error) == (False, "")
+    down = ib.parse_imagetools(
+        "127.0.0.1:5000/a:1",
+        1,
+        "",
+        'ERROR: failed to do request: Head "http://127.0.0.1:5000/v2/a/manifests/1": connection refused',
+    )
+    assert not down.present and "connection refused" in down.error
+    assert ib.parse_imagetools("r:1", 0, "nonsense", "").error.startswith("unreadable")
+
+
+def test_parse_push_digest():
+    out = (
+        "The push refers to repository [127.0.0.1:5000/a]\n5f70bf18a086: Pushed\n1: digest: sha256:"
+        + "a" * 64
+        + " size: 528\n"
+    )
+    assert ib.parse_push_digest(out) == "sha256:" + "a" * 64
+    assert ib.parse_push_digest("nothing") == ""
+
+
+def local(*labels, image_id="sha256:img"):
+    return [
+        ib.LocalImage(f"r:{i}", image_id if label is not None else "", label or "") for i, label in enumerate(labels)
+    ]
+
+
+def registry(*labels):
+    return [
+        ib.RegistryTag(f"r:{i}", present=label is not None, inputs_hash=label or "") for i, label in enumerate(labels)
+    ]
+
+
+PUSH = {"tags": ["r:0", "r:1"], "push": True, "load": True, "rebuild": "auto"}
+
+
+@pytest.mark.parametrize(
+    ("params", "local_images", "registry_tags", "action", "push_tags"),
+    [
+        # No push: the local image decides.
+        ({**PUSH, "push": False}, local(HASH, HASH), None, "none", []),
+        ({**PUSH, "push": False}, local("sha256:old", "sha256:old"), None, "built", []),
+        ({**PUSH, "push": False, "rebuild": "always"}, local(HASH, HASH), None, "built", []),
+        # Push: local current and every tag in the registry current -> nothing to do.
+        (PUSH, local(HASH, HASH), registry(HASH, HASH), "none", []),
+        # A push that failed last time: the registry lacks a tag (or holds an older build) -> push only those.
+        (PUSH, local(HASH, HASH), registry(None, HASH), "pushed", ["r:0"]),
+        (PUSH, local(HASH, HASH), registry("sha256:old", None), "pushed", ["r:0", "r:1"]),
+        # ... but not when the engine's copy is not the whole result: build again with --push.
+        ({**PUSH, "platform": ["linux/amd64", "linux/arm64"]}, local(HASH, HASH), registry(None, HASH), "built", []),
+        ({**PUSH, "provenance": True}, local(HASH, HASH), registry(None, HASH), "built", []),
+        (PUSH, local(HASH, None), registry(HASH, None), "built", []),
+        # Local image stale: build (and push) whatever the registry says.
+        (PUSH, local("sha256:old", "sha256:old"), None, "built", []),
+        (PUSH, local(None, None), None, "built", []),
+        # load=false: the registry alone decides.
+        ({**PUSH, "load": False}, local(None, None), registry(HASH, HASH), "none", []),
+        ({**PUSH, "load": False}, local(None, None), registry(HASH, None), "built", []),
+        ({**PUSH, "rebuild": "always"}, local(HASH, HASH), registry(HASH, HASH), "built", []),
+    ],
+)
+def test_plan_build(params, local_images, registry_tags, action, push_tags):
+    plan = ib.plan_build(params, HASH, local_images, registry_tags)
+    assert (plan.action, plan.push_tags) == (action, push_tags), plan.reason
+    assert plan.reason
+
+
+@pytest.mark.parametrize(
+    ("params", "local_images", "needed"),
+    [
+        ({**PUSH, "push": False}, local(HASH, HASH), False),
+        (PUSH, local(HASH, HASH), True),
+        (PUSH, local("sha256:old", HASH), False),
+        ({**PUSH, "load": False}, local(None, None), True),
+        ({**PUSH, "rebuild": "always"}, local(HASH, HASH), False),
+    ],
+)
+def test_registry_check_needed(params, local_images, needed):
+    assert ib.registry_check_needed(params, local_images, HASH) is needed
