@@ -168,12 +168,24 @@ def version_tuple(version: str) -> Tuple[int, ...]:
     return tuple(parts)
 
 
+def disk_facts(root: str, path: str) -> Dict[str, Any]:
+    """Free and total space (GiB) where ``path`` lives (its closest existing parent)."""
+    measured, free_b, total_b = free_space(_path(root, path.lstrip("/")))
+    return {
+        "path": path,
+        "measured_at": _unroot(measured, root),
+        "free_gb": round(free_b / 1024**3, 1),
+        "total_gb": round(total_b / 1024**3, 1),
+    }
+
+
 def collect(
     root: str,
     machine: str,
     disk_path: str,
     run: Runner,
     nvidia_smi: Optional[str],
+    extra_disk_paths: Optional[List[str]] = None,
 ) -> Dict[str, Any]:
     """Gather every node fact. ``machine`` is ``os.uname().machine``; ``nvidia_smi`` its path or None."""
     dgx_text = read_text(root, DGX_RELEASE)
@@ -184,7 +196,6 @@ def collect(
     meminfo = read_text(root, MEMINFO) or ""
     dpkg = read_text(root, DPKG_STATUS) or ""
 
-    measured, free_b, total_b = free_space(_path(root, disk_path.lstrip("/")))
     gpu: Dict[str, Any] = {"present": False, "count": 0, "devices": [], "probe": "nvidia-smi not found"}
     if nvidia_smi:
         query = "--query-gpu=" + ",".join(NVIDIA_SMI_FIELDS)
@@ -203,12 +214,10 @@ def collect(
         "product_name": product_name,
         "os": classify_os(os_release, dgx_release),
         "memory_mb": parse_meminfo_mb(meminfo),
-        "disk": {
-            "path": disk_path,
-            "measured_at": _unroot(measured, root),
-            "free_gb": round(free_b / 1024**3, 1),
-            "total_gb": round(total_b / 1024**3, 1),
-        },
+        "disk": disk_facts(root, disk_path),
+        # Every path measured: the data root first, then e.g. containerd's root, where the containerd
+        # image store keeps image data.
+        "disks": [disk_facts(root, p) for p in [disk_path] + list(extra_disk_paths or [])],
         "gpu": gpu,
         "packages": parse_dpkg_status(dpkg),
     }

@@ -25,6 +25,13 @@ options:
       - When it does not exist yet, the closest existing parent directory is measured.
     type: path
     default: /var/lib/docker
+  extra_disk_paths:
+    description:
+      - More paths to measure the same way, such as containerd's root (C(/var/lib/containerd)), where the
+        containerd image store keeps image data instead of the Docker data root.
+    type: list
+    elements: path
+    default: []
   nvidia_smi_path:
     description:
       - Path to C(nvidia-smi). When omitted it is looked up on C(PATH); absent means no GPU.
@@ -91,8 +98,14 @@ ansible_facts:
           description: Total memory in MiB.
           type: int
         disk:
-          description: C(path), C(measured_at), C(free_gb), C(total_gb).
+          description: C(path), C(measured_at), C(free_gb), C(total_gb) at O(disk_path).
           type: dict
+        disks:
+          description:
+            - The same for O(disk_path) and each of O(extra_disk_paths), in that order.
+          type: list
+          elements: dict
+          version_added: 0.1.0
         gpu:
           description: C(present), C(count), C(devices) (index, name, uuid, driver_version) and C(probe) status.
           type: dict
@@ -113,6 +126,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "disk_path": {"type": "path", "default": "/var/lib/docker"},
+            "extra_disk_paths": {"type": "list", "elements": "path", "default": []},
             "nvidia_smi_path": {"type": "path"},
         },
         supports_check_mode=True,
@@ -130,6 +144,7 @@ def main() -> None:
         disk_path=module.params["disk_path"],
         run=run,
         nvidia_smi=nvidia_smi,
+        extra_disk_paths=module.params["extra_disk_paths"],
     )
     module.exit_json(changed=False, ansible_facts={"dgx_spark_node": facts})
 

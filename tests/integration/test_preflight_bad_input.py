@@ -45,6 +45,12 @@ CASES = [
         id="relative-data-root",
     ),
     pytest.param(
+        {"preflight_containerd_root": "var/lib/containerd"},
+        ["preflight_containerd_root", "absolute paths", "var/lib/containerd"],
+        "validate",
+        id="relative-containerd-root",
+    ),
+    pytest.param(
         {"preflight_supported_os": ["dgx_os", "ubuntu"]},
         ["Unsupported OS: found debian 12", "dgx_os >= 7.0, ubuntu >= 22.04"],
         "check",

@@ -162,6 +162,16 @@ def test_collect_plain_debian_without_gpu_measures_existing_parent(tmp_path):
     assert facts["packages"] == {}
 
 
+def test_collect_measures_every_path_where_image_data_lives(tmp_path):
+    """The data root and containerd's root (the containerd image store keeps images there)."""
+    root = make_tree(tmp_path, {"var/lib/docker/.keep": "", "srv/.keep": ""})
+    facts = nf.collect(root, "x86_64", "/var/lib/docker", no_run, None, extra_disk_paths=["/srv/containerd"])
+    assert [d["path"] for d in facts["disks"]] == ["/var/lib/docker", "/srv/containerd"]
+    assert [d["measured_at"] for d in facts["disks"]] == ["/var/lib/docker", "/srv"]
+    assert facts["disks"][0] == facts["disk"]
+    assert all(d["total_gb"] >= d["free_gb"] >= 0 for d in facts["disks"])
+
+
 def test_collect_reports_failing_nvidia_smi(tmp_path):
     root = make_tree(tmp_path, {"etc/os-release": "ID=ubuntu\nVERSION_ID=24.04\n"})
 
