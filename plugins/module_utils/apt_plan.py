@@ -62,10 +62,10 @@ def parse_policy(text: str) -> Dict[str, Dict[str, object]]:
             current[field.group(1).lower()] = value
             continue
         row = _VERSION_ROW.match(line)
-        if row and not line.strip().startswith(("http", "/")):
+        if row:
             versions = current["versions"]
-            assert isinstance(versions, list)
-            versions.append(row.group(1))
+            if isinstance(versions, list):
+                versions.append(row.group(1))
     return packages
 
 

@@ -13,7 +13,8 @@ import copy
 import json
 import re
 import shlex
-from typing import Any, Dict, List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 # daemon.json keys whose dockerd flag is not spelled like the key (plural keys, singular flags).
 KEY_TO_FLAGS: Dict[str, Tuple[str, ...]] = {
@@ -170,7 +171,7 @@ def flags_for_key(key: str) -> Tuple[str, ...]:
     return KEY_TO_FLAGS.get(key, (key,))
 
 
-def flag_conflicts(keys, argv: List[str]) -> List[Tuple[str, str]]:
+def flag_conflicts(keys: Iterable[str], argv: List[str]) -> List[Tuple[str, str]]:
     """``(daemon.json key, flag as written in ExecStart)`` for each key the unit already sets."""
     flags = parse_flags(argv)
     conflicts = []
@@ -229,7 +230,7 @@ def redact(value: Any) -> Any:
     if isinstance(value, str):
         return _URL_CREDENTIALS.sub(r"\1***@", value)
     if isinstance(value, dict):
-        return {key: redact(item) for key, item in value.items()}
+        return {redact(key): redact(item) for key, item in value.items()}
     if isinstance(value, list):
         return [redact(item) for item in value]
     return value
@@ -247,4 +248,261 @@ def conflict_message(service: str, conflicts: List[Tuple[str, str]], argv: List[
         f"({' '.join(argv)}). dockerd refuses to start when an option is set both as a flag and in "
         "daemon.json, so nothing was changed. Drop the key from the requested settings, or remove "
         "the flag from the unit's drop-in."
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Owned keys, collection defaults, reload/restart classification and the applied-settings check.
+#
+# A key path is the tuple of object keys down to a leaf: ("log-opts", "max-size"). Lists and
+# scalars are leaves (dockerd replaces lists whole); an empty object is a leaf too.
+
+KeyPath = Tuple[str, ...]
+
+STATE_VERSION = 1
+
+# Top-level daemon.json keys that dockerd applies on SIGHUP (`systemctl reload docker`); any other
+# key, unknown ones included, takes effect only after a restart. Source: the dockerd reference,
+# "Configuration reload behavior" (docs.docker.com/reference/cli/dockerd), cross-checked on
+# dockerd 26.1 (../shared/ENVIRONMENT.md, "dockerd 26.1 reload"). The reference also lists
+# `features`, but features.containerd-snapshotter is stored and not applied until a restart, so
+# `features` stays a restart key. builder.gc and log-opts were verified to need a restart as well.
+RELOAD_KEYS = frozenset(
+    {
+        "debug",
+        "labels",
+        "live-restore",
+        "max-concurrent-downloads",
+        "max-concurrent-uploads",
+        "max-download-attempts",
+        "default-runtime",
+        "runtimes",
+        "authorization-plugins",
+        "allow-nondistributable-artifacts",
+        "insecure-registries",
+        "registry-mirrors",
+        "shutdown-timeout",
+    }
+)
+
+
+class OwnedStateError(ValueError):
+    """A state file that cannot be read as the list of keys this module wrote."""
+
+
+def dotted(path: KeyPath) -> str:
+    """``("log-opts", "max-size")`` -> ``"log-opts.max-size"`` (for people; keys may hold dots)."""
+    return ".".join(path)
+
+
+def leaves(config: Dict[str, Any], prefix: KeyPath = ()) -> Dict[KeyPath, Any]:
+    """Every leaf of ``config`` by key path, in document order. ``None`` values are leaves too."""
+    found: Dict[KeyPath, Any] = {}
+    for key, value in config.items():
+        path = (*prefix, key)
+        if isinstance(value, dict) and value:
+            found.update(leaves(value, path))
+        else:
+            found[path] = value
+    return found
+
+
+# Sentinels of lookup(): the key is absent; a parent on the way is a scalar or list, not an object.
+_MISSING = object()
+_BLOCKED = object()
+
+
+def lookup(config: Dict[str, Any], path: KeyPath) -> Any:
+    """The value at ``path``; ``_MISSING`` when absent, ``_BLOCKED`` when a parent is not an object."""
+    node: Any = config
+    for depth, key in enumerate(path):
+        if not isinstance(node, dict):
+            return _BLOCKED if depth else _MISSING
+        if key not in node:
+            return _MISSING
+        node = node[key]
+    return node
+
+
+def has_path(config: Dict[str, Any], path: KeyPath) -> bool:
+    found = lookup(config, path)
+    return found is not _MISSING and found is not _BLOCKED
+
+
+def set_path(config: Dict[str, Any], path: KeyPath, value: Any) -> None:
+    """Set ``path`` in place, creating the parent objects it needs."""
+    node = config
+    for key in path[:-1]:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    node[path[-1]] = copy.deepcopy(value)
+
+
+def remove_path(config: Dict[str, Any], path: KeyPath) -> None:
+    """Remove ``path`` in place, then every parent object that this removal left empty."""
+    parents = [config]
+    for key in path[:-1]:
+        parents.append(parents[-1][key])
+    parents[-1].pop(path[-1], None)
+    for depth in range(len(path) - 1, 0, -1):
+        if parents[depth]:
+            break
+        parents[depth - 1].pop(path[depth - 1], None)
+
+
+def overlaps(path: KeyPath, other: KeyPath) -> bool:
+    """True when one path is the other or lies inside it."""
+    shortest = min(len(path), len(other))
+    return path[:shortest] == other[:shortest]
+
+
+def load_owned(text: Optional[str]) -> Dict[KeyPath, Any]:
+    """Parse the state file: ``{"version": 1, "owned": [{"key": [...], "value": ...}, ...]}``."""
+    if text is None or not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise OwnedStateError(f"is not valid JSON ({exc})") from exc
+    entries = data.get("owned") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise OwnedStateError('must hold a JSON object with an "owned" list')
+    owned: Dict[KeyPath, Any] = {}
+    for entry in entries:
+        key = entry.get("key") if isinstance(entry, dict) else None
+        if not isinstance(key, list) or not key or not all(isinstance(part, str) for part in key):
+            raise OwnedStateError('has an "owned" entry without a "key" list of strings')
+        owned[tuple(key)] = entry.get("value")
+    return owned
+
+
+def render_owned(owned: Dict[KeyPath, Any], config_path: str) -> str:
+    """The state file text; it holds values as written, so the caller writes it with mode 0600."""
+    entries = [{"key": list(path), "value": owned[path]} for path in sorted(owned)]
+    document = {"version": STATE_VERSION, "config": config_path, "owned": entries}
+    return json.dumps(document, indent=2) + "\n"
+
+
+@dataclass
+class Plan:
+    """What one run does to daemon.json and to the record of the keys the module owns."""
+
+    config: Dict[str, Any]
+    owned: Dict[KeyPath, Any]
+    filled: List[KeyPath] = field(default_factory=list)
+    removed: List[KeyPath] = field(default_factory=list)
+    kept: List[KeyPath] = field(default_factory=list)
+
+
+def plan_config(
+    previous: Dict[str, Any],
+    settings: Dict[str, Any],
+    defaults: Dict[str, Any],
+    owned: Dict[KeyPath, Any],
+    flag_keys: Iterable[str] = (),
+) -> Plan:
+    """The new daemon.json and the new owned-key record.
+
+    * ``settings`` are forced: merged as :func:`deep_merge` does (``None`` removes).
+    * ``defaults`` fill only leaves absent from the file; a leaf this module filled earlier and
+      that still holds the recorded value follows a changed default. Top-level keys in
+      ``flag_keys`` (set as dockerd flags by the unit) count as present.
+    * A leaf recorded in ``owned`` that neither ``settings`` nor ``defaults`` mention any more is
+      removed when it still holds the recorded value, and kept (reported in ``kept``) otherwise.
+    * A key is owned only once this module wrote it: a foreign key that already holds the
+      requested value stays foreign, and so is never removed.
+    """
+    config = deep_merge(previous, settings)
+    new_owned: Dict[KeyPath, Any] = {}
+    plan = Plan(config=config, owned=new_owned)
+    setting_leaves = leaves(settings)
+    default_leaves = {path: value for path, value in leaves(defaults).items() if value is not None}
+    blocked = set(flag_keys)
+
+    for path, value in setting_leaves.items():
+        if value is None:
+            continue
+        # Owned when this run writes it or an earlier one did; never for a foreign equal value.
+        if path in owned or lookup(previous, path) != lookup(config, path):
+            new_owned[path] = copy.deepcopy(value)
+
+    for path, value in default_leaves.items():
+        if path[0] in blocked or any(overlaps(path, forced) for forced in setting_leaves):
+            continue
+        current = lookup(config, path)
+        if current is _MISSING:
+            set_path(config, path, value)
+            plan.filled.append(path)
+            new_owned[path] = copy.deepcopy(value)
+        elif path in owned and current == owned[path]:
+            if current != value:
+                set_path(config, path, value)
+                plan.filled.append(path)
+            new_owned[path] = copy.deepcopy(value)
+        # Otherwise the leaf is someone else's (or a foreign scalar blocks it): leave it.
+
+    requested = list(setting_leaves) + list(default_leaves)
+    for path, recorded in owned.items():
+        if any(overlaps(path, other) for other in requested):
+            continue
+        if not has_path(config, path):
+            continue
+        current = lookup(config, path)
+        if current == recorded:
+            remove_path(config, path)
+            plan.removed.append(path)
+        else:
+            plan.kept.append(path)
+    return plan
+
+
+def changed_leaves(before: Dict[str, Any], after: Dict[str, Any]) -> List[str]:
+    """Sorted dotted paths of the leaves added, changed or removed between two configurations."""
+    old, new = leaves(before), leaves(after)
+    paths = {path for path in set(old) | set(new) if old.get(path, _MISSING) != new.get(path, _MISSING)}
+    return sorted(dotted(path) for path in paths)
+
+
+def classify(changed: Iterable[str]) -> Tuple[List[str], List[str]]:
+    """``(reload keys, restart keys)``: split dotted leaf paths by :data:`RELOAD_KEYS`."""
+    reload_keys: List[str] = []
+    restart_keys: List[str] = []
+    for key in changed:
+        top = key.split(".", 1)[0]
+        (reload_keys if top in RELOAD_KEYS else restart_keys).append(key)
+    return sorted(reload_keys), sorted(restart_keys)
+
+
+def mismatches(
+    config: Dict[str, Any], settings: Dict[str, Any], defaults: Dict[str, Any], flag_keys: Iterable[str] = ()
+) -> List[str]:
+    """Dotted paths (never values) where ``config`` does not hold what was asked.
+
+    A ``settings`` leaf must hold the requested value (``None``: be absent); a ``defaults`` leaf
+    must be present with any value, unless ``settings`` covers it or the unit sets its top-level
+    key as a flag. Compares the real values, so call it with unmasked data.
+    """
+    wrong = []
+    setting_leaves = leaves(settings)
+    for path, value in setting_leaves.items():
+        if value is None:
+            if has_path(config, path):
+                wrong.append(path)
+        elif lookup(config, path) != value:
+            wrong.append(path)
+    blocked = set(flag_keys)
+    for path, value in leaves(defaults).items():
+        if value is None or path[0] in blocked or any(overlaps(path, forced) for forced in setting_leaves):
+            continue
+        if not has_path(config, path):
+            wrong.append(path)
+    return sorted(dotted(path) for path in wrong)
+
+
+def kept_warning(path: str, kept: List[KeyPath]) -> str:
+    names = ", ".join(dotted(key) for key in kept)
+    return (
+        f"{path}: kept {names}: this module wrote them earlier and they are no longer requested, but "
+        "their values were changed since by someone else; they are no longer tracked as owned."
     )

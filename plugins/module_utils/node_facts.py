@@ -185,6 +185,7 @@ def collect(
     disk_path: str,
     run: Runner,
     nvidia_smi: Optional[str],
+    *,
     extra_disk_paths: Optional[List[str]] = None,
 ) -> Dict[str, Any]:
     """Gather every node fact. ``machine`` is ``os.uname().machine``; ``nvidia_smi`` its path or None."""
@@ -217,7 +218,7 @@ def collect(
         "disk": disk_facts(root, disk_path),
         # Every path measured: the data root first, then e.g. containerd's root, where the containerd
         # image store keeps image data.
-        "disks": [disk_facts(root, p) for p in [disk_path] + list(extra_disk_paths or [])],
+        "disks": [disk_facts(root, p) for p in [disk_path, *(extra_disk_paths or [])]],
         "gpu": gpu,
         "packages": parse_dpkg_status(dpkg),
     }

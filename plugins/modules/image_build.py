@@ -376,6 +376,8 @@ ARGUMENT_SPEC = {
     "secrets": {
         "type": "list",
         "elements": "dict",
+        # The list holds ids and paths; the one secret value (secrets[].value) has no_log itself.
+        "no_log": False,
         "default": [],
         "options": SECRET_SPEC,
         "mutually_exclusive": [["src", "env", "value"]],

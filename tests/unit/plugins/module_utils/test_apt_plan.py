@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from ansible.errors import AnsibleFilterError
 
-from ansible_collections.raibid.dgx_spark.plugins.filter.apt import FilterModule
 from ansible_collections.raibid.dgx_spark.plugins.module_utils import apt_plan as ap
 
 # Real `LC_ALL=C apt-cache policy bash docker.io containerd redis-server nonexist` output (Debian 12),
@@ -102,11 +100,3 @@ def test_package_names_strip_pins_and_duplicates():
         "docker-ce",
         "docker-ce-cli",
     ]
-
-
-def test_filters_are_registered_and_wrap_errors():
-    filters = FilterModule().filters()
-    assert filters["apt_plan"](POLICY, ["docker.io"])["install"] == ["docker.io"]
-    assert filters["apt_package_names"](["a=1"]) == ["a"]
-    with pytest.raises(AnsibleFilterError, match="apt_plan"):
-        filters["apt_plan"](POLICY, ["BAD NAME"])

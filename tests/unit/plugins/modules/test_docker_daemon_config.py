@@ -11,12 +11,23 @@ import os
 import stat
 
 import pytest
+from ansible.module_utils import _internal as ansible_internal
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.raibid.dgx_spark.plugins.modules import docker_daemon_config
 
 DGX_DAEMON = {"default-runtime": "nvidia", "runtimes": {"nvidia": {"path": "nvidia-container-runtime", "args": []}}}
 UNIT = ["/usr/bin/dockerd", "-H", "fd://", "--default-shm-size=1G"]
+
+
+@pytest.fixture(autouse=True)
+def module_side(monkeypatch):
+    """Run as a module does on a host, even after another test imported controller code.
+
+    Importing a controller plugin (a filter) in the same pytest process sets ansible's is_controller,
+    and module warnings then go to the controller's Display instead of the result.
+    """
+    monkeypatch.setattr(ansible_internal, "is_controller", False)
 
 
 @pytest.fixture
@@ -66,7 +77,10 @@ def test_merges_keeps_foreign_keys_backs_up_and_validates(capsys, tmp_path, dock
     code, result = run(capsys, {**base_args(path, script), "settings": settings, "_ansible_diff": True})
     assert code == 0, result
     assert result["changed"] is True
-    assert result["changed_keys"] == ["features", "live-restore"]
+    assert result["changed_keys"] == ["features.containerd-snapshotter", "live-restore"]
+    assert result["reload_keys"] == ["live-restore"]
+    assert result["restart_keys"] == ["features.containerd-snapshotter"]
+    assert result["settings_applied"] is True and result["mismatches"] == []
     written = json.loads(path.read_text())
     assert written == {**DGX_DAEMON, **settings}
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
@@ -217,3 +231,180 @@ def test_proxy_credentials_never_appear_in_the_result(capsys, tmp_path, dockerd)
     assert result["config"]["proxies"]["http-proxy"] == "http://***@proxy.lab:3128"
     # The file itself holds the real value.
     assert json.loads(path.read_text())["proxies"]["http-proxy"] == "http://ci:s3cret@proxy.lab:3128"
+
+
+DGX_WITH_LOGS = {**DGX_DAEMON, "log-opts": {"max-file": "5"}}
+LOG_DEFAULTS = {"log-opts": {"max-size": "50m", "max-file": "3"}}
+SECRET = "hunter2"
+
+
+def state_of(path):
+    return path.parent / (path.name + ".raibid-owned.json")
+
+
+def test_defaults_fill_absent_keys_and_the_state_file_is_private(capsys, tmp_path, dockerd):
+    script, _log = dockerd
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps(DGX_WITH_LOGS))
+    args = {**base_args(path, script), "settings": {"live-restore": True}, "defaults": LOG_DEFAULTS}
+    code, result = run(capsys, args)
+    assert code == 0, result
+    assert json.loads(path.read_text())["log-opts"] == {"max-file": "5", "max-size": "50m"}
+    assert result["filled_keys"] == ["log-opts.max-size"]
+    assert result["changed_keys"] == ["live-restore", "log-opts.max-size"]
+    assert result["reload_keys"] == ["live-restore"] and result["restart_keys"] == ["log-opts.max-size"]
+    assert result["reload_required"] is True and result["restart_required"] is True
+    assert result["owned_keys"] == ["live-restore", "log-opts.max-size"]
+    assert result["settings_applied"] is True and result["mismatches"] == []
+    state = state_of(path)
+    assert result["state_path"] == str(state) and result["state_changed"] is True
+    assert stat.S_IMODE(os.stat(state).st_mode) == 0o600
+    assert json.loads(state.read_text())["owned"] == [
+        {"key": ["live-restore"], "value": True},
+        {"key": ["log-opts", "max-size"], "value": "50m"},
+    ]
+    # A second run changes nothing and requires nothing.
+    code, result = run(capsys, args)
+    assert code == 0
+    assert result["changed"] is False and result["changed_keys"] == []
+    assert result["reload_required"] is False and result["restart_required"] is False
+
+
+def test_keys_no_longer_requested_are_removed_and_check_mode_predicts_it(capsys, tmp_path, dockerd):
+    script, _log = dockerd
+    path = tmp_path / "daemon.json"
+    state = tmp_path / "owned.json"
+    path.write_text(json.dumps(DGX_WITH_LOGS))
+    first = {**base_args(path, script), "state_path": str(state)}
+    code, result = run(
+        capsys, {**first, "settings": {"registry-mirrors": ["http://127.0.0.1:5001"]}, "defaults": LOG_DEFAULTS}
+    )
+    assert code == 0, result
+    written = path.read_text()
+
+    # Check mode: the removals show in the result and the diff; neither file changes.
+    code, result = run(capsys, {**first, "_ansible_check_mode": True, "_ansible_diff": True})
+    assert code == 0, result
+    assert result["changed"] is True
+    assert result["removed_keys"] == ["log-opts.max-size", "registry-mirrors"]
+    assert result["changed_keys"] == ["log-opts.max-size", "registry-mirrors"]
+    assert result["reload_keys"] == ["registry-mirrors"] and result["restart_keys"] == ["log-opts.max-size"]
+    assert "registry-mirrors" in result["diff"]["before"] and "registry-mirrors" not in result["diff"]["after"]
+    assert result["config"] == DGX_WITH_LOGS
+    assert path.read_text() == written
+    assert json.loads(state.read_text())["owned"] != []
+
+    code, result = run(capsys, first)
+    assert code == 0, result
+    # DGX OS's max-file stays, with its parent; only what the module wrote went away.
+    assert json.loads(path.read_text()) == DGX_WITH_LOGS
+    assert json.loads(state.read_text())["owned"] == []
+    assert stat.S_IMODE(os.stat(state).st_mode) == 0o600
+
+
+def test_owned_key_changed_by_someone_else_is_kept_with_a_warning(capsys, tmp_path, dockerd):
+    script, _log = dockerd
+    path = tmp_path / "daemon.json"
+    args = base_args(path, script)
+    mirror = f"http://ci:{SECRET}@127.0.0.1:5001"
+    code, result = run(capsys, {**args, "settings": {"registry-mirrors": [mirror], "debug": True}})
+    assert code == 0, result
+    edited = {"registry-mirrors": [f"http://ops:{SECRET}@10.0.0.9:5001"], "debug": True}
+    path.write_text(json.dumps(edited))
+    code, result = run(capsys, {**args, "settings": {}})
+    assert code == 0, result
+    assert json.loads(path.read_text()) == {"registry-mirrors": edited["registry-mirrors"]}
+    assert result["kept_keys"] == ["registry-mirrors"] and result["removed_keys"] == ["debug"]
+    assert "kept registry-mirrors" in json.dumps(result["warnings"])
+    result.pop("invocation", None)
+    assert SECRET not in json.dumps(result)
+    # It is no longer owned: the next run neither removes it nor warns again.
+    code, result = run(capsys, {**args, "settings": {}})
+    assert result["changed"] is False and result["kept_keys"] == [] and result["removed_keys"] == []
+
+
+def test_credentials_in_nested_dicts_and_lists_never_reach_the_result(capsys, tmp_path, dockerd):
+    script, _log = dockerd
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps({"proxies": {"http-proxy": f"http://old:{SECRET}@proxy:3128"}}))
+    settings = {
+        "proxies": {"http-proxy": f"http://ci:{SECRET}@proxy.lab:3128", "https-proxy": f"http://ci:{SECRET}@p:3129"},
+        "registry-mirrors": [f"http://mirror:{SECRET}@127.0.0.1:5001"],
+    }
+    defaults = {"runtimes": {"x": {"path": "/bin/x", "args": [f"--proxy=socks5://u:{SECRET}@s:1080"]}}}
+    for check_mode in (True, False):
+        args = {**base_args(path, script), "settings": settings, "defaults": defaults}
+        code, result = run(capsys, {**args, "_ansible_diff": True, "_ansible_check_mode": check_mode})
+        assert code == 0, result
+        result.pop("invocation", None)
+        assert SECRET not in json.dumps(result), check_mode
+        assert result["settings_applied"] is True and result["mismatches"] == []
+        assert result["config"]["registry-mirrors"] == ["http://***@127.0.0.1:5001"]
+    assert json.loads(path.read_text())["proxies"] == settings["proxies"]
+    # A mismatch is named by its path alone.
+    path.write_text(json.dumps({**settings, "registry-mirrors": [f"http://other:{SECRET}@m"]}))
+    code, result = run(capsys, {**base_args(path, script), "settings": settings, "_ansible_check_mode": True})
+    result.pop("invocation", None)
+    assert result["mismatches"] == [] and result["changed_keys"] == ["registry-mirrors"]
+    assert SECRET not in json.dumps(result)
+
+
+def test_rejection_with_credentials_masks_the_message(capsys, tmp_path, dockerd):
+    script, _log = dockerd
+    path = tmp_path / "daemon.json"
+    settings = {"proxies": {"http-proxy": f"http://BAD:{SECRET}@proxy:3128"}}
+    code, result = run(capsys, {**base_args(path, script), "settings": settings})
+    assert code == 1
+    result.pop("invocation", None)
+    assert SECRET not in json.dumps(result)
+    assert not path.exists() and not state_of(path).exists()
+
+
+def test_check_mode_reports_settings_applied_on_the_predicted_file(capsys, tmp_path, dockerd):
+    script, _log = dockerd
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps({"debug": False}))
+    args = {**base_args(path, script), "settings": {"debug": True}, "defaults": LOG_DEFAULTS}
+    code, result = run(capsys, {**args, "_ansible_check_mode": True})
+    assert code == 0, result
+    assert result["settings_applied"] is True
+    assert result["state_changed"] is True and not state_of(path).exists()
+    assert json.loads(path.read_text()) == {"debug": False}
+
+
+def test_default_blocked_by_a_foreign_scalar_is_a_mismatch(capsys, tmp_path, dockerd):
+    script, _log = dockerd
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps({"log-opts": "odd"}))
+    code, result = run(capsys, {**base_args(path, script), "defaults": LOG_DEFAULTS})
+    assert code == 0, result
+    assert result["changed"] is False
+    assert result["settings_applied"] is False
+    assert result["mismatches"] == ["log-opts.max-file", "log-opts.max-size"]
+
+
+def test_default_that_the_unit_sets_as_a_flag_is_not_written(capsys, tmp_path, dockerd):
+    script, _log = dockerd
+    path = tmp_path / "daemon.json"
+    args = {**base_args(path, script), "exec_start": ["dockerd", "--live-restore"]}
+    code, result = run(capsys, {**args, "defaults": {"live-restore": True, "debug": True}})
+    assert code == 0, result
+    assert json.loads(path.read_text()) == {"debug": True}
+    assert result["settings_applied"] is True
+
+
+def test_bad_state_file_is_refused_naming_the_option(capsys, tmp_path, dockerd):
+    script, _log = dockerd
+    path = tmp_path / "daemon.json"
+    state_of(path).write_text("{not json")
+    code, result = run(capsys, {**base_args(path, script), "settings": {"debug": True}})
+    assert code == 1
+    assert result["msg"].startswith("state_path:") and str(state_of(path)) in result["msg"]
+    assert not path.exists()
+
+
+def test_state_path_equal_to_path_is_refused(capsys, tmp_path, dockerd):
+    script, _log = dockerd
+    path = tmp_path / "daemon.json"
+    code, result = run(capsys, {**base_args(path, script), "settings": {}, "state_path": str(path)})
+    assert code == 1 and result["msg"].startswith("state_path:")
