@@ -12,6 +12,11 @@ BUILDKITD = {"buildkit_builder": "buildkitd"}
 
 CASES = [
     pytest.param(
+        {"buildkit_allow_disruptive_restart": "if-idle"},
+        ["buildkit_allow_disruptive_restart", "bool"],
+        id="disruptive-restart-not-a-bool",
+    ),
+    pytest.param(
         {"buildkit_users": ["ci", "Bad User"]},
         ["buildkit_users", "login name", "Bad User"],
         id="builder-user-not-a-login-name",
