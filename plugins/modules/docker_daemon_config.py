@@ -91,7 +91,10 @@ options:
     type: list
     elements: str
   mode:
-    description: Permissions of a newly created file; an existing file keeps its own.
+    description:
+      - Permissions of a newly created file; an existing file keeps its own.
+      - A file whose content carries credentials (C(scheme://user:password@host) URLs, e.g. in C(proxies)) is
+        always written readable by its owner only (C(0600), or the existing mode without group and other bits).
     type: raw
     default: "0644"
 extends_documentation_fragment:
@@ -363,13 +366,19 @@ def write_config(module: AnsibleModule, path: str, text: str, exists: bool) -> O
     fd, staged = tempfile.mkstemp(prefix=".daemon-", suffix=".json", dir=directory)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
+    # A file that carries credentials (proxy URLs) is readable by its owner only.
+    private = redact(text) != text
     if exists:
         stat = os.stat(path)
         os.chmod(staged, stat.st_mode & 0o7777)
         os.chown(staged, stat.st_uid, stat.st_gid)
     module.atomic_move(staged, path, unsafe_writes=False)
+    if exists and private:
+        # atomic_move gives the new file the old one's mode.
+        os.chmod(path, stat.st_mode & 0o700)
     if not exists:
-        file_args = module.load_file_common_arguments({"path": path, "mode": module.params["mode"]})
+        mode = "0600" if private else module.params["mode"]
+        file_args = module.load_file_common_arguments({"path": path, "mode": mode})
         module.set_fs_attributes_if_different(file_args, False)
     return backup_file
 

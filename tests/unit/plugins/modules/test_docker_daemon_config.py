@@ -233,6 +233,22 @@ def test_proxy_credentials_never_appear_in_the_result(capsys, tmp_path, dockerd)
     assert json.loads(path.read_text())["proxies"]["http-proxy"] == "http://ci:s3cret@proxy.lab:3128"
 
 
+def test_a_file_that_carries_credentials_becomes_private(capsys, tmp_path, dockerd):
+    script, _log = dockerd
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps(DGX_DAEMON))
+    path.chmod(0o644)
+    settings = {"proxies": {"http-proxy": "http://ci:s3cret@proxy.lab:3128"}}
+    code, result = run(capsys, {**base_args(path, script), "settings": settings})
+    assert code == 0, result
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    # A new file with credentials is private from the start too.
+    fresh = tmp_path / "new" / "daemon.json"
+    code, result = run(capsys, {**base_args(fresh, script), "settings": settings})
+    assert code == 0, result
+    assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o600
+
+
 DGX_WITH_LOGS = {**DGX_DAEMON, "log-opts": {"max-file": "5"}}
 LOG_DEFAULTS = {"log-opts": {"max-size": "50m", "max-file": "3"}}
 SECRET = "hunter2"
