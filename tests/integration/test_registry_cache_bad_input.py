@@ -81,6 +81,21 @@ CASES = [
         id="htpasswd-user-with-colon",
     ),
     pytest.param(
+        {"registry_cache_allow_disruptive_restart": "sometimes"},
+        ["registry_cache_allow_disruptive_restart", "sometimes", "not a valid boolean"],
+        id="allow-disruptive-restart-not-a-bool",
+    ),
+    pytest.param(
+        {"dgx_spark_allow_disruptive_restarts": "maybe"},
+        ["dgx_spark_allow_disruptive_restarts", "maybe", "not a valid boolean"],
+        id="collection-allow-disruptive-restarts-not-a-bool",
+    ),
+    pytest.param(
+        {"registry_cache_allow_disruptive_restart": ["local"]},
+        ["registry_cache_allow_disruptive_restart", "bool"],
+        id="allow-disruptive-restart-list-of-instances",
+    ),
+    pytest.param(
         {"registry_cache_data_dir": "var/lib/registry"},
         ["registry_cache_data_dir", "absolute paths"],
         id="relative-data-dir",
