@@ -125,6 +125,38 @@ def section_lab(_args: argparse.Namespace) -> None:
         row(label, f"{seconds:.1f} s, {recap(proc.stdout)}{status}")
     seconds, proc = timed([ansible_playbook, "site.yml", "-i", "inventory/local", "--check", "--diff"])
     row("site.yml --check --diff on the converged node", f"{seconds:.1f} s, {recap(proc.stdout)}")
+    # How many services a run restarts: a no-change run, a key dockerd reloads, a key that needs a restart,
+    # and the run that takes the key away again (the collection removes the key it wrote).
+    runs = [
+        ("no-change run", []),
+        ("one reload key (insecure-registries)", ["-e", '{"container_runtime_insecure_registries": ["10.0.4.2"]}']),
+        ("one restart key (log-opts; insecure-registries removed)", ["-e", '{"container_runtime_log_opts": {"max-size": "20m"}}']),
+        ("back to the inventory (log-opts default again)", []),
+    ]
+    for label, extra in runs:
+        before = service_starts(LAB_NODE)
+        seconds, proc = timed([ansible_playbook, "site.yml", "-i", "inventory/local", *extra])
+        after = service_starts(LAB_NODE)
+        restarted = sorted(name for name, stamp in after.items() if before.get(name) != stamp)
+        status = "" if proc.returncode == 0 else f" FAILED rc={proc.returncode}"
+        row(f"restarts: {label}", f"{len(restarted)} {restarted or ''} ({seconds:.1f} s, {recap(proc.stdout)}){status}")
+
+
+LAB_NODE = "raibid-lab-spark"
+LAB_SERVICES = ["docker", "containerd", "raibid-registry@local", "raibid-registry@docker.io", "raibid-registry@ghcr.io"]
+
+
+def service_starts(node: str) -> dict:
+    """Main PID and start time of each service on the lab node (a change means it was restarted)."""
+    argv = ["docker", "exec", node, "systemctl", "show", "--property=Id,MainPID,ExecMainStartTimestampMonotonic"]
+    proc = subprocess.run([*argv, *LAB_SERVICES], capture_output=True, text=True, check=False)
+    starts = {}
+    for block in proc.stdout.strip().split("\n\n"):
+        fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if fields.get("Id"):
+            stamp = (fields.get("MainPID"), fields.get("ExecMainStartTimestampMonotonic"))
+            starts[fields["Id"].removesuffix(".service")] = stamp
+    return starts
 
 
 def section_release(_args: argparse.Namespace) -> None:
