@@ -129,8 +129,8 @@ def section_lab(_args: argparse.Namespace) -> None:
     # and the run that takes the key away again (the collection removes the key it wrote).
     runs = [
         ("no-change run", []),
-        ("one reload key (insecure-registries)", ["-e", '{"container_runtime_insecure_registries": ["10.0.4.2"]}']),
-        ("one restart key (log-opts; insecure-registries removed)", ["-e", '{"container_runtime_log_opts": {"max-size": "20m"}}']),
+        ("reload key insecure-registries", ["-e", '{"container_runtime_insecure_registries": ["10.0.4.2"]}']),
+        ("restart key log-opts (reload key removed)", ["-e", '{"container_runtime_log_opts": {"max-size": "20m"}}']),
         ("back to the inventory (log-opts default again)", []),
     ]
     for label, extra in runs:
