@@ -33,6 +33,10 @@ LAYER_INSTRUCTIONS = ("RUN", "COPY", "ADD")
 
 _LINE = re.compile(r"^#(\d+) (.*)$")
 _STEP = re.compile(r"^\[(?:(?P<stage>[^\]]*?) )?(?P<index>\d+)/(?P<total>\d+)\] (?P<instruction>[A-Z]+)\b(?P<rest>.*)$")
+# A step resolved from an imported cache whose layer BuildKit pulls lazily (for the export) shows the
+# blob transfer instead of CACHED: "#11 sha256:69eb... 104B / 104B 0.0s done", "#11 extracting sha256:...".
+# An executed step never shows blobs in its own vertex.
+_CACHE_BLOB = re.compile(r"^(extracting )?sha256:[0-9a-f]{64}\b")
 _DONE = re.compile(r"^DONE (\d+(?:\.\d+)?)s$")
 
 
@@ -95,6 +99,8 @@ def parse_plain_progress(text: str) -> BuildLog:
         if body == "CACHED":
             step.cached = True
             step.done = True
+        elif _CACHE_BLOB.match(body):
+            step.cached = True
         elif body.startswith("ERROR"):
             step.error = body.partition(":")[2].strip() or body
         else:

@@ -85,6 +85,32 @@ def test_parse_warm_build_counts_cached_layer_steps():
     assert summary["cache_exported"] is False
 
 
+# Seen in the buildkit scenario (Docker 26.1 default builder, containerd store): after a prune, the
+# last step comes from the imported registry cache and BuildKit pulls its layer for the export, printing
+# the blob transfer instead of CACHED. An executed step (the RUN with output) never shows blobs.
+LAZY = """\
+#9 [4/5] COPY payload.txt /payload.txt
+#9 CACHED
+
+#11 [5/5] RUN cat /one /two /payload.txt > /all && echo "base" > /variant
+#11 sha256:69eba64fdb8c2aaaa3d5d2fbef37c2052479443bd543d1b67afbd4a7a904589d 104B / 104B 0.0s done
+#11 extracting sha256:69eba64fdb8c2aaaa3d5d2fbef37c2052479443bd543d1b67afbd4a7a904589d 0.0s done
+#11 DONE 0.1s
+
+#12 [6/6] RUN echo built
+#12 0.215 built
+#12 DONE 0.3s
+"""
+
+
+def test_parse_counts_a_lazily_pulled_cache_hit_as_cached():
+    steps = {s["name"].split("]")[0] + "]": s for s in ib.parse_plain_progress(LAZY).summary()["steps"]}
+    assert steps["[4/5]"]["cached"] is True
+    assert steps["[5/5]"]["cached"] is True
+    assert steps["[5/5]"]["done"] is True
+    assert steps["[6/6]"]["cached"] is False
+
+
 def test_parse_ignores_noise():
     assert ib.parse_plain_progress("not progress\n\n#x nope\n").summary()["steps"] == []
 
