@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 SCENARIOS ?=
 
-.PHONY: help setup images lab lab-run lab-down lint unit integration molecule test bench clean sanity docs release-check
+.PHONY: help setup images lab lab-run lab-down lint unit agent integration molecule test bench clean sanity docs release-check
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | expand -t 16
@@ -36,6 +36,10 @@ lint: setup ## yamllint, ansible-lint (production profile), ruff
 
 unit: setup ## pytest unit tests of plugins and module_utils
 	$(VENV)/pytest tests/unit
+
+agent: ## the raibid-agent crate (image/agent): rustfmt, clippy, unit tests and the tests against a real redis-server
+	@export PATH="$$HOME/.cargo/bin:$$PATH"; command -v cargo >/dev/null || { echo "make agent: cargo not found (a Rust toolchain with rustfmt and clippy)"; exit 1; }; \
+	cd image/agent && cargo fmt --check && cargo clippy --locked --all-targets -- -D warnings && cargo test --locked
 
 integration: setup ## pytest integration tests (real ansible-playbook runs, real services)
 	$(VENV)/pytest tests/integration

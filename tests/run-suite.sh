@@ -4,7 +4,7 @@
 # SUITE_PARTS="lint unit" limits the run to some parts.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-parts=${SUITE_PARTS:-"lint unit sanity release-check integration images molecule"}
+parts=${SUITE_PARTS:-"lint unit agent sanity release-check integration images molecule"}
 declare -a rows=()
 failed=0
 for part in $parts; do

@@ -8,11 +8,14 @@ An image whose hashed tag exists is not rebuilt. Foreign architectures (arm64 on
 under qemu-user emulation; binfmt_misc is set up here when needed.
 
 Usage: build.py [--list] [--force] [NAME ...]     (no NAME: every image)
+       build.py --archive NAME                    build if needed, write `docker save` of it to
+                                                  .cache/images/NAME-<hash>.tar once, print that path
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -156,19 +159,15 @@ def _build_locked(name: str, recipe: dict, force: bool) -> None:
         ]
         log(f"{alias}: {' '.join(cmd)}")
         run(cmd, stdout=subprocess.DEVNULL)
-        prepare_rootfs(rootfs)
+        base = recipe.get("kind", "node") == "base"
+        prepare_base_rootfs(rootfs) if base else prepare_rootfs(rootfs)
         log(f"{alias}: importing into Docker")
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         run(
             [
                 "docker",
                 "import",
-                "-c",
-                'CMD ["/lib/systemd/systemd"]',
-                "-c",
-                "ENV container=docker",
-                "-c",
-                f"LABEL org.raibid.node.recipe={digest} org.raibid.node.name={name}",
+                *import_changes(recipe, digest, name),
                 "-",
                 hashed,
             ],
@@ -185,12 +184,48 @@ def _build_locked(name: str, recipe: dict, force: bool) -> None:
     record_timing(name, hashed, elapsed)
 
 
+def save_archive(name: str, recipe: dict) -> Path:
+    """``docker save`` of the image to .cache/images/<name>-<hash>.tar (once per recipe hash)."""
+    digest = recipe_hash(recipe)
+    directory = HERE.parent.parent / ".cache" / "images"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}-{digest}.tar"
+    if not path.exists():
+        for stale in directory.glob(f"{name}-*.tar"):
+            stale.unlink()
+        partial = path.with_suffix(".tar.part")
+        run(["docker", "save", "--output", str(partial), f"{REPOSITORY}:{name}"], stdout=subprocess.DEVNULL)
+        partial.rename(path)
+    return path
+
+
 def record_timing(name: str, ref: str, seconds: float) -> None:
     """Append the build time to .cache/node-image-timings.jsonl (read by benchmarks/bench.py)."""
     path = HERE.parent.parent / ".cache" / "node-image-timings.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as fh:
         fh.write(json.dumps({"image": name, "ref": ref, "seconds": round(seconds, 1), "at": time.time()}) + "\n")
+
+
+def import_changes(recipe: dict, digest: str, name: str) -> list[str]:
+    """Dockerfile instructions for docker import: a systemd node, or a plain base image (kind: base)."""
+    label = f"LABEL org.raibid.node.recipe={digest} org.raibid.node.name={name}"
+    if recipe.get("kind", "node") == "base":
+        changes = ['CMD ["/bin/bash"]', *(f"ENV {k}={v}" for k, v in sorted(recipe.get("env", {}).items())), label]
+    else:
+        changes = ['CMD ["/lib/systemd/systemd"]', "ENV container=docker", label]
+    return [arg for change in changes for arg in ("-c", change)]
+
+
+def prepare_base_rootfs(rootfs: Path) -> None:
+    """A plain base image (no init): lean apt settings, no package lists or archives kept."""
+    (rootfs / "etc/apt/apt.conf.d/90raibid-base").write_text(
+        'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\nAcquire::Retries "3";\n'
+    )
+    for sub in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        for entry in (rootfs / sub).glob("*"):
+            if entry.is_file():
+                entry.unlink()
 
 
 def prepare_rootfs(rootfs: Path) -> None:
@@ -217,6 +252,7 @@ def main() -> int:
     parser.add_argument("names", nargs="*", help="images to build (default: all)")
     parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
     parser.add_argument("--list", action="store_true", help="print name, hashed tag and state")
+    parser.add_argument("--archive", action="store_true", help="save the image as an archive and print its path")
     args = parser.parse_args()
     recipes = load_recipes()
     unknown = [n for n in args.names if n not in recipes]
@@ -227,6 +263,14 @@ def main() -> int:
         for name in names:
             ref = f"{REPOSITORY}:{name}-{recipe_hash(recipes[name])}"
             print(f"{name}\t{ref}\t{'present' if image_exists(ref) else 'missing'}")
+        return 0
+    if args.archive:
+        if len(args.names) != 1:
+            sys.exit("node-images: --archive takes exactly one NAME")
+        name = args.names[0]
+        with contextlib.redirect_stdout(sys.stderr):
+            build(name, recipes[name], args.force)
+        print(save_archive(name, recipes[name]))
         return 0
     for name in names:
         build(name, recipes[name], args.force)

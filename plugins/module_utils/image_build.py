@@ -185,6 +185,12 @@ def inputs_hash(
     return "sha256:" + digest.hexdigest()
 
 
+def expand_tags(tags: Sequence[str], digest: str) -> List[str]:
+    """Replace ``{inputs_hash}`` in each tag by the first 16 hex digits of the inputs hash."""
+    short = digest.split(":", 1)[-1][:16]
+    return [tag.replace("{inputs_hash}", short) for tag in tags]
+
+
 def hashed_settings(params: Mapping[str, Any]) -> Dict[str, Any]:
     """The parameters that change what gets built (not where the cache or the result goes)."""
     settings: Dict[str, Any] = {

@@ -2,8 +2,9 @@
 # MIT License (see LICENSE)
 """The CI job queue contract, as the raibid-ci agent reads it (pure logic, unit-tested).
 
-The agent (crates/agent/src/consumer.rs) creates its consumer group with
-``XGROUP CREATE <stream> <group> $ MKSTREAM`` (BUSYGROUP ignored) and reads entries whose one field
+The agent (image/agent, raibid-agent) creates its consumer group with
+``XGROUP CREATE <stream> <group> 0 MKSTREAM`` (BUSYGROUP ignored), so entries added before the group
+existed are delivered too (the original agent used ``$`` and skipped them), and reads entries whose one field
 ``job`` holds the JSON of ``Job``: ``id``, ``repo`` (owner/name), ``branch``, ``commit`` (sha or
 empty), ``status``, ``started_at`` (RFC 3339, required) and the nullable ``finished_at``,
 ``duration``, ``agent_id``, ``exit_code``. A message that does not parse is ACKed and dropped, so
@@ -194,13 +195,13 @@ class RedisLike(Protocol):
 
 
 def ensure_group(client: RedisLike, stream: str, group: str, create: bool) -> bool:
-    """Create the group as the agent does (`$`, MKSTREAM). True when it was (or would be) created."""
+    """Create the group as the agent does (`0`, MKSTREAM). True when it was (or would be) created."""
     if client.exists(stream):
         if find_group(parse_groups(client.xinfo_groups(stream)), group) is not None:
             return False
     if create:
         try:
-            client.xgroup_create(stream, group, id="$", mkstream=True)
+            client.xgroup_create(stream, group, id="0", mkstream=True)
         except Exception as exc:  # redis.ResponseError; the agent ignores BUSYGROUP too
             if "BUSYGROUP" not in str(exc):
                 raise

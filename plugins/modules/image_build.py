@@ -39,7 +39,10 @@ options:
     type: str
     default: Dockerfile
   tags:
-    description: Image references to tag the result with; the first one is checked for idempotence.
+    description:
+      - Image references to tag the result with; the first one is checked for idempotence.
+      - C({inputs_hash}) in a tag is replaced by the first 16 hex digits of RV(inputs_hash), which gives a
+        content-addressed tag (e.g. C(registry/agent:inputs-{inputs_hash})).
     type: list
     elements: str
     required: true
@@ -50,6 +53,15 @@ options:
       - The values are replaced by C(***) in RV(command) and in failure messages; the names stay visible.
     type: dict
     default: {}
+  unhashed_build_args:
+    description:
+      - C(--build-arg) values that do not count in the inputs hash, for values that change on every run without
+        changing what is built, such as a creation time for the C(org.opencontainers.image.created) label. They
+        reach the build only when it runs for another reason.
+      - Shown as C(***) like O(build_args). A name in both options is refused.
+    type: dict
+    default: {}
+    version_added: 0.2.0
   secrets:
     description:
       - Build secrets, passed as C(--secret id=ID,src=PATH) or C(--secret id=ID,env=NAME), for
@@ -326,6 +338,7 @@ from ansible_collections.raibid.dgx_spark.plugins.module_utils.image_build impor
     LocalImage,
     RegistryTag,
     build_argv,
+    expand_tags,
     hashed_settings,
     imagetools_argv,
     inputs_hash,
@@ -361,6 +374,7 @@ ARGUMENT_SPEC = {
     "dockerfile": {"type": "str", "default": "Dockerfile"},
     "tags": {"type": "list", "elements": "str", "required": True},
     "build_args": {"type": "dict", "default": {}},
+    "unhashed_build_args": {"type": "dict", "default": {}},
     "labels": {"type": "dict", "default": {}},
     "target": {"type": "str"},
     "platform": {"type": "list", "elements": "str", "default": []},
@@ -414,6 +428,9 @@ def main() -> None:
         params["cache_to"], "cache_to"
     )
     errors += validate_secrets(params["secrets"], os.environ)
+    both = sorted(set(params["build_args"]) & set(params["unhashed_build_args"]))
+    if both:
+        errors.append(f"unhashed_build_args: {', '.join(both)} also in build_args; give each build arg once")
     if errors:
         module.fail_json(msg="; ".join(errors))
     if not params["load"] and not params["push"]:
@@ -429,10 +446,13 @@ def main() -> None:
     hidden = sensitive_strings(contents.values())
     for value in hidden:
         module.no_log_values.add(value)
-    arg_values = [str(v) for v in params["build_args"].values() if v is not None]
+    all_build_args = {**params["build_args"], **params["unhashed_build_args"]}
+    arg_values = [str(v) for v in all_build_args.values() if v is not None]
     secrets = parse_secrets(params["secrets"])
     material = [(s.id, contents.get(s.id, b"")) for s in secrets if s.rebuild_on_change]
     digest = inputs_hash(context, dockerfile, hashed_settings(params), material)
+    # From here on the build sees every build arg, and tags with {inputs_hash} name this content.
+    params = dict(params, build_args=all_build_args, tags=expand_tags(params["tags"], digest))
 
     def fail(msg: str, **extra) -> None:
         module.fail_json(msg=scrub(msg, hidden + arg_values), **extra)

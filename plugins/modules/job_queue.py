@@ -13,8 +13,8 @@ description:
   - Talks to the Redis job queue that the raibid-ci agents consume and that KEDA's C(redis-streams)
     trigger watches.
   - With O(create_group=true) it creates the consumer group exactly as the agent does
-    (C(XGROUP CREATE <stream> <group> $ MKSTREAM)); entries added before the group exists are never
-    delivered, so the group must exist before a job is enqueued.
+    (C(XGROUP CREATE <stream> <group> 0 MKSTREAM)), so entries added before the group existed are
+    delivered as well.
   - With O(job) it adds one entry whose single field C(job) holds the JSON the agent parses
     (C(id), C(repo), C(branch), C(commit), C(status=pending), C(started_at) in RFC 3339, and
     C(finished_at), C(duration), C(agent_id), C(exit_code) as null).
@@ -49,7 +49,7 @@ options:
     type: str
     required: true
   create_group:
-    description: Create the group (at C($), with C(MKSTREAM)) when it does not exist.
+    description: Create the group (at C(0), with C(MKSTREAM)) when it does not exist.
     type: bool
     default: true
   job:

@@ -79,13 +79,13 @@ def test_check_mode_changes_nothing(redis_server, client):  # noqa: F811
     assert client.exists(stream) == 0
 
 
-def test_entries_before_the_group_are_never_delivered(redis_server, client):  # noqa: F811
-    """Why smoke creates the group first: the agent creates it at `$`."""
+def test_entries_before_the_group_are_delivered(redis_server, client):  # noqa: F811
+    """The group is created at `0`, as the agent creates it: an entry enqueued earlier still counts."""
     stream, group = "smoke:jobs:early", "late-group"
     client.xadd(stream, {"job": "{}"})
     run = run_playbook(SMOKE, smoke_vars(redis_server, smoke_stream=stream, smoke_group=group), False)
     assert run.rc == 0, run.output
-    assert "KEDA's trigger sees 1 pending job(s)" in run.output
+    assert "KEDA's trigger sees 2 pending job(s)" in run.output
     assert client.xlen(stream) == 2
 
 

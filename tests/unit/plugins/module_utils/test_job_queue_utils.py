@@ -143,6 +143,7 @@ class FakeStreams:
         return len(self.streams.get(name, []))
 
     def xgroup_create(self, name, groupname, id="$", mkstream=False):
+        self.created_at = [*getattr(self, "created_at", []), (name, groupname, id, mkstream)]
         if name not in self.streams:
             if not mkstream:
                 raise RuntimeError("ERR The XGROUP subcommand requires the key to exist")
@@ -178,11 +179,12 @@ def test_group_first_then_enqueue_gives_lag_one():
     assert state["lag"] == 1 and state["stream_length"] == 1 and state["group"]["name"] == "g"
 
 
-def test_entries_before_the_group_are_not_counted():
+def test_group_is_created_at_zero_so_earlier_entries_count():
     client = FakeStreams()
     client.xadd("s", jq.encode_entry(jq.build_job("o/r")))
     jq.ensure_group(client, "s", "g", create=True)
-    assert jq.queue_state(client, "s", "g")["lag"] == 0
+    assert client.created_at == [("s", "g", "0", True)]
+    assert jq.queue_state(client, "s", "g")["lag"] == 1
 
 
 def test_ensure_group_without_create_only_reports():

@@ -432,3 +432,33 @@ def test_fake_docker_refuses_flags_the_real_one_lacks(setup):
     for argv in (["buildx", "build", "--secrets", "id=a", str(ctx)], ["push", "--insecure", "r:1"]):
         proc = subprocess.run([str(docker), *argv], capture_output=True, text=True, env=env, check=False)
         assert proc.returncode == 125 and "unknown flag" in proc.stderr, argv
+
+
+def test_unhashed_build_args_reach_the_build_but_not_the_hash(capsys, setup):
+    ctx, state, docker = setup
+    base = {"path": str(ctx), "tags": ["t:1"], "docker_cli": str(docker), "build_args": {"VERSION": "1"}}
+    code, first = run(capsys, {**base, "unhashed_build_args": {"CREATED": "2026-12-01T00:00:00Z"}})
+    assert code == 0 and first["built"], first
+    build = [line for line in calls(state, "buildx build")][-1]
+    assert "CREATED=***" in " ".join(first["command"]) and "CREATED=2026-12-01T00:00:00Z" in build
+    code, second = run(capsys, {**base, "unhashed_build_args": {"CREATED": "2026-12-02T00:00:00Z"}})
+    assert code == 0 and not second["built"] and second["inputs_hash"] == first["inputs_hash"]
+    code, third = run(capsys, {**base, "build_args": {"VERSION": "2"}})
+    assert code == 0 and third["built"] and third["inputs_hash"] != first["inputs_hash"]
+
+
+def test_refuses_a_build_arg_in_both_options(capsys, setup):
+    ctx, _state, docker = setup
+    args = {"path": str(ctx), "tags": ["t:1"], "docker_cli": str(docker), "build_args": {"A": "1"}}
+    code, result = run(capsys, {**args, "unhashed_build_args": {"A": "2"}})
+    assert code == 1 and "unhashed_build_args: A also in build_args" in result["msg"]
+
+
+def test_inputs_hash_placeholder_names_the_content(capsys, setup):
+    ctx, state, docker = setup
+    args = {"path": str(ctx), "tags": ["t:1", "t:inputs-{inputs_hash}"], "docker_cli": str(docker)}
+    code, result = run(capsys, args)
+    assert code == 0 and result["built"], result
+    short = result["inputs_hash"].split(":")[1][:16]
+    assert f"--tag t:inputs-{short}" in calls(state, "buildx build")[-1]
+    assert "{inputs_hash}" not in " ".join(result["command"])
