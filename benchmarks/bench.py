@@ -232,6 +232,29 @@ def section_registry_buildkit(_args: argparse.Namespace) -> None:
         row("BuildKit registry cache", "not recorded (make molecule SCENARIOS=buildkit)")
 
 
+def section_agent_image(_args: argparse.Namespace) -> None:
+    """Agent image figures from the last agent_image scenario verify (.cache/agent-image-timings.jsonl)."""
+    print("agent image (last Molecule verify of agent_image)")
+    rec = latest_jsonl(CACHE / "agent-image-timings.jsonl", "metric").get("agent_image")
+    if not rec:
+        row("agent image", "not recorded (make molecule SCENARIOS=agent_image)")
+        return
+    build = rec.get("last_build") or {}
+    if build:
+        row(
+            "last build on the node",
+            f"{build.get('duration_s')} s ({build.get('cached_steps')}/{build.get('layer_steps')} steps CACHED)",
+        )
+    row("rebuild after a health-check-only change", f"{rec['health_only_rebuild_s']} s")
+    row("no-op role run (nothing built or pushed)", f"{rec['noop_role_run_s']} s")
+    row("image size", f"{rec['size_mb']} MB")
+    for layer in rec.get("biggest_layers", []):
+        row("  layer", f"{layer['mb']} MB  {layer['step']}")
+    health = f"{rec['health_duration_ms']} ms in the agent, {rec['health_elapsed_s']} s with docker run"
+    row("raibid-agent health", health)
+    row("agent_image_verify", f"{rec['verify_duration_s']} s ({rec['verify_checks']} checks)")
+
+
 SECTIONS: List[Tuple[str, Callable[[argparse.Namespace], None]]] = [
     ("images", section_images),
     ("molecule", section_molecule),
@@ -239,6 +262,7 @@ SECTIONS: List[Tuple[str, Callable[[argparse.Namespace], None]]] = [
     ("release", section_release),
     ("k8s", section_k8s),
     ("registry_buildkit", section_registry_buildkit),
+    ("agent_image", section_agent_image),
 ]
 
 

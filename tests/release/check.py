@@ -46,7 +46,7 @@ VENV_BIN = ROOT / ".venv" / "bin"
 COLLECTION = "raibid.dgx_spark"
 # Paths the built collection must never contain: development-only trees and caches.
 FORBIDDEN_IN_TARBALL = re.compile(
-    r"^(molecule|benchmarks|\.cache|\.venv|\.git|\.ci|\.config|tests/(?!sanity(/|$))[^/]+)(/|$)"
+    r"^(molecule|benchmarks|\.cache|\.venv|\.git|\.ci|\.config|tests/(?!sanity(/|$))[^/]+|image/agent/target)(/|$)"
     r"|(^|/)(__pycache__|\.pytest_cache|\.ruff_cache|\.mypy_cache|\.molecule)(/|$)"
     r"|\.(pyc|pyo|retry|tar\.gz)$"
 )
