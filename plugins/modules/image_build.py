@@ -24,7 +24,7 @@ description:
     again with C(--push) when the local image is not the whole result (several platforms, O(provenance=true),
     O(load=false), or tags naming different local images).
   - Build secrets (O(secrets)) are passed with C(--secret); their values never appear in the results.
-    Build-arg values are shown as C(***) in RV(command) and in failure messages.
+    Build-arg values are shown as C(***) in RV(command) and in failure messages (unless O(redact_build_args=false)).
   - Parses BuildKit's plain progress output into structured steps, so callers can assert which Dockerfile
     steps came from cache.
 author:
@@ -61,6 +61,14 @@ options:
       - Shown as C(***) like O(build_args). A name in both options is refused.
     type: dict
     default: {}
+    version_added: 0.2.0
+  redact_build_args:
+    description:
+      - Show build-arg values as C(***) in RV(command), in failure messages and in the failed build's
+        RV(log_tail). Turn it off when no build arg is sensitive (versions, image references), so that a failed
+        step's output keeps the values it names.
+    type: bool
+    default: true
     version_added: 0.2.0
   secrets:
     description:
@@ -375,6 +383,7 @@ ARGUMENT_SPEC = {
     "tags": {"type": "list", "elements": "str", "required": True},
     "build_args": {"type": "dict", "default": {}},
     "unhashed_build_args": {"type": "dict", "default": {}},
+    "redact_build_args": {"type": "bool", "default": True},
     "labels": {"type": "dict", "default": {}},
     "target": {"type": "str"},
     "platform": {"type": "list", "elements": "str", "default": []},
@@ -447,7 +456,7 @@ def main() -> None:
     for value in hidden:
         module.no_log_values.add(value)
     all_build_args = {**params["build_args"], **params["unhashed_build_args"]}
-    arg_values = [str(v) for v in all_build_args.values() if v is not None]
+    arg_values = [str(v) for v in all_build_args.values() if v is not None] if params["redact_build_args"] else []
     secrets = parse_secrets(params["secrets"])
     material = [(s.id, contents.get(s.id, b"")) for s in secrets if s.rebuild_on_change]
     digest = inputs_hash(context, dockerfile, hashed_settings(params), material)
@@ -490,7 +499,7 @@ def main() -> None:
             driver=result["builder_driver"],
             secret_args=secret_flags(secrets, value_files),
         )
-        result["command"] = redact_argv(argv)
+        result["command"] = redact_argv(argv) if params["redact_build_args"] else list(argv)
         local = [local_image(module, docker, tag) for tag in params["tags"]]
         result["image_id"] = local[0].image_id
         registry = None

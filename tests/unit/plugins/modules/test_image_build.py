@@ -439,7 +439,7 @@ def test_unhashed_build_args_reach_the_build_but_not_the_hash(capsys, setup):
     base = {"path": str(ctx), "tags": ["t:1"], "docker_cli": str(docker), "build_args": {"VERSION": "1"}}
     code, first = run(capsys, {**base, "unhashed_build_args": {"CREATED": "2026-12-01T00:00:00Z"}})
     assert code == 0 and first["built"], first
-    build = [line for line in calls(state, "buildx build")][-1]
+    build = calls(state, "buildx build")[-1]
     assert "CREATED=***" in " ".join(first["command"]) and "CREATED=2026-12-01T00:00:00Z" in build
     code, second = run(capsys, {**base, "unhashed_build_args": {"CREATED": "2026-12-02T00:00:00Z"}})
     assert code == 0 and not second["built"] and second["inputs_hash"] == first["inputs_hash"]
@@ -462,3 +462,12 @@ def test_inputs_hash_placeholder_names_the_content(capsys, setup):
     short = result["inputs_hash"].split(":")[1][:16]
     assert f"--tag t:inputs-{short}" in calls(state, "buildx build")[-1]
     assert "{inputs_hash}" not in " ".join(result["command"])
+
+
+def test_build_args_can_stay_visible(capsys, setup):
+    ctx, _state, docker = setup
+    args = {"path": str(ctx), "tags": ["t:1"], "docker_cli": str(docker), "build_args": {"TOOL_VERSION": "0.9.101"}}
+    code, result = run(capsys, {**args, "redact_build_args": False})
+    assert code == 0 and "TOOL_VERSION=0.9.101" in result["command"], result["command"]
+    code, result = run(capsys, {**args, "rebuild": "always"})
+    assert code == 0 and "TOOL_VERSION=***" in result["command"]
