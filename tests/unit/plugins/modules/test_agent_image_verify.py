@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,9 @@ from ansible_collections.raibid.dgx_spark.plugins.module_utils.agent_image impor
     REQUIRED_LABELS,
 )
 from ansible_collections.raibid.dgx_spark.plugins.modules import agent_image_verify
+
+sys.path.insert(0, os.path.dirname(__file__))
+import docker_cli_flags
 
 # Flags of the real commands where the host has no docker CLI to ask: `docker run --help`, `docker exec --help`,
 # `docker rm --help` and `docker image inspect --help` of Docker 28.2. True: the flag takes a value.
@@ -51,26 +53,10 @@ DOCUMENTED_FLAGS = {
     "rm": dict.fromkeys("-f --force -l --link -v --volumes".split(), False),
     "image inspect": {"-f": True, "--format": True},
 }
-_HELP_FLAG = re.compile(r"^\s+(?:(-\w), )?(--[\w-]+)(?: (\w+))?(?:\s|$)")
 
 
 def real_flags(command: str) -> dict:
-    """Flags from ``docker <command> --help`` on this host (or the documented ones where it cannot say)."""
-    docker = shutil.which("docker")
-    if docker:
-        proc = subprocess.run([docker, *command.split(), "--help"], capture_output=True, text=True, check=False)
-        flags = {}
-        for line in proc.stdout.splitlines():
-            match = _HELP_FLAG.match(line)
-            if match:
-                takes_value = bool(match.group(3))
-                flags[match.group(2)] = takes_value
-                if match.group(1):
-                    flags[match.group(1)] = takes_value
-        usage = re.search(r"Usage:\s+docker " + re.escape(command) + r"\b", proc.stdout)
-        if proc.returncode == 0 and usage and flags:
-            return flags
-    return DOCUMENTED_FLAGS[command]
+    return docker_cli_flags.real_flags(command, DOCUMENTED_FLAGS)
 
 
 # Stand-in docker CLI. It refuses flags the real command does not have (rc 125, as docker does), stops

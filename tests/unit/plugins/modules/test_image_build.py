@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import subprocess
 import sys
 
@@ -14,6 +12,9 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.raibid.dgx_spark.plugins.module_utils.image_build import IMAGETOOLS_FORMAT
 from ansible_collections.raibid.dgx_spark.plugins.modules import image_build
+
+sys.path.insert(0, os.path.dirname(__file__))
+import docker_cli_flags
 
 # Flags of the real commands, as a fallback where the host's docker has no buildx plugin: buildx
 # docs/reference/buildx_build.md and buildx_imagetools_inspect.md (v0.2x), `docker push --help` and
@@ -41,27 +42,10 @@ DOCUMENTED_FLAGS = {
         "--platform": True,
     },
 }
-_HELP_FLAG = re.compile(r"^\s+(?:(-\w), )?(--[\w-]+)(?: (\w+))?(?:\s|$)")
 
 
 def real_flags(command: str) -> dict:
-    """Flags from ``docker <command> --help`` on this host (or the documented ones where it cannot say)."""
-    docker = shutil.which("docker")
-    if docker:
-        proc = subprocess.run([docker, *command.split(), "--help"], capture_output=True, text=True, check=False)
-        flags = {}
-        for line in proc.stdout.splitlines():
-            match = _HELP_FLAG.match(line)
-            if match:
-                takes_value = bool(match.group(3))
-                flags[match.group(2)] = takes_value
-                if match.group(1):
-                    flags[match.group(1)] = takes_value
-        # Without the buildx plugin, `docker buildx ... --help` prints docker's own usage (rc 0).
-        usage = re.search(r"Usage:\s+docker " + re.escape(command) + r"\b", proc.stdout)
-        if proc.returncode == 0 and usage and flags:
-            return flags
-    return DOCUMENTED_FLAGS[command]
+    return docker_cli_flags.real_flags(command, DOCUMENTED_FLAGS)
 
 
 # Stand-in docker CLI. It refuses flags the real command does not have (as docker does, rc 125), and keeps
