@@ -103,6 +103,21 @@ pub fn status_json(
     .unwrap_or_default()
 }
 
+/// Where a job's output lines go: the agent's stdout and `raibid:logs:<id>`. A queue that cannot
+/// store them is reported once per sink, and the job goes on.
+fn log_sink<'s, Q: Queue>(queue: &'s mut Q, id: &'s str) -> impl FnMut(&str, Stream, &str) + 's {
+    let mut warned = false;
+    move |step: &str, stream: Stream, line: &str| {
+        log::line(id, step, stream.name(), line);
+        if let Err(e) = queue.log_line(id, step, stream.name(), line) {
+            if !warned {
+                warned = true;
+                log::event("warn", Some(id), &format!("cannot store log lines: {e}"));
+            }
+        }
+    }
+}
+
 pub struct Agent<'a, Q: Queue, E: Executor> {
     pub cfg: &'a Config,
     pub queue: Q,
@@ -377,20 +392,14 @@ impl<Q: Queue, E: Executor> Agent<'_, Q, E> {
         if dir.exists() {
             let _ = std::fs::remove_dir_all(dir);
         }
-        let mut warned = false;
-        let id = job.id.clone();
-        let queue = &mut self.queue;
-        let mut sink = |step: &str, stream: Stream, line: &str| {
-            log::line(&id, step, stream.name(), line);
-            if let Err(e) = queue.log_line(&id, step, stream.name(), line) {
-                if !warned {
-                    warned = true;
-                    log::event("warn", Some(&id), &format!("cannot store log lines: {e}"));
-                }
-            }
-        };
         let clone_timeout = self.cfg.step_timeout.min(self.cfg.job_timeout);
-        let res = self.exec.checkout(&url, job, dir, clone_timeout, &mut sink);
+        let res = self.exec.checkout(
+            &url,
+            job,
+            dir,
+            clone_timeout,
+            &mut log_sink(&mut self.queue, &job.id),
+        );
         if let Err(e) = res {
             if let Some(sig) = self.signalled() {
                 return self.cancel(job, sig, "clone");
@@ -433,19 +442,9 @@ impl<Q: Queue, E: Executor> Agent<'_, Q, E> {
                 Some(name),
             )?;
             log::event("info", Some(&job.id), &format!("step {name}: starting"));
-            let mut warned = false;
-            let id = job.id.clone();
-            let queue = &mut self.queue;
-            let mut sink = |step: &str, stream: Stream, line: &str| {
-                log::line(&id, step, stream.name(), line);
-                if let Err(e) = queue.log_line(&id, step, stream.name(), line) {
-                    if !warned {
-                        warned = true;
-                        log::event("warn", Some(&id), &format!("cannot store log lines: {e}"));
-                    }
-                }
-            };
-            let out = self.exec.run_step(step, dir, timeout, &mut sink);
+            let out =
+                self.exec
+                    .run_step(step, dir, timeout, &mut log_sink(&mut self.queue, &job.id));
             if out != StepOutcome::Exited(0) {
                 if let Some(sig) = self.signalled() {
                     return self.cancel(job, sig, name);
