@@ -79,6 +79,8 @@ pub struct Config {
     pub pipeline: Vec<Step>,
     pub log_json: bool,
     pub health_docker: DockerMode,
+    /// How long health waits for the Docker daemon to answer (a DinD sidecar starting).
+    pub docker_wait: Duration,
     pub tools_file: PathBuf,
     pub max_deliveries: u64,
     /// Time between SIGTERM and SIGKILL when stopping a step.
@@ -169,6 +171,7 @@ impl Config {
             pipeline,
             log_json,
             health_docker,
+            docker_wait: Duration::from_secs(num(get, "DOCKER_WAIT_SECS", 0)?),
             tools_file: PathBuf::from(text("HEALTH_TOOLS_FILE", DEFAULT_TOOLS_FILE)),
             max_deliveries: num(get, "MAX_DELIVERIES", 5)?,
             kill_grace: Duration::from_secs(num(get, "KILL_GRACE_SECS", 10)?),
@@ -206,6 +209,7 @@ mod tests {
             vec![Step::Fmt, Step::Clippy, Step::Build, Step::Test]
         );
         assert_eq!(c.health_docker, DockerMode::Auto);
+        assert_eq!(c.docker_wait, Duration::ZERO);
         assert_eq!(c.job_timeout, Duration::from_secs(3600));
         assert!(cfg(&[]).unwrap().agent_id.starts_with("agent-"));
     }

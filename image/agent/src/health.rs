@@ -352,7 +352,9 @@ fn check_git_identity() -> Check {
     }
 }
 
-fn check_docker_daemon(mode: DockerMode) -> Check {
+/// `docker version` until it answers or `wait` has passed (a DinD sidecar may still be starting
+/// when the agent starts: the agent waits for it before it takes a job, never after).
+fn check_docker_daemon(mode: DockerMode, wait: Duration) -> Check {
     let name = "docker-daemon";
     let configured = env("DOCKER_HOST").is_some() || Path::new("/var/run/docker.sock").exists();
     match mode {
@@ -372,11 +374,19 @@ fn check_docker_daemon(mode: DockerMode) -> Check {
     } else {
         Status::Warn
     };
-    let (out, cap) = capture(
-        "docker",
-        &["version", "--format", "{{.Server.Version}}"],
-        CHECK_TIMEOUT,
-    );
+    let deadline = Instant::now() + wait;
+    let (out, cap) = loop {
+        let (out, cap) = capture(
+            "docker",
+            &["version", "--format", "{{.Server.Version}}"],
+            CHECK_TIMEOUT,
+        );
+        let answered = matches!(out, StepOutcome::Exited(0)) && !cap.first_line().is_empty();
+        if answered || Instant::now() >= deadline {
+            break (out, cap);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
     let first = cap.first_line();
     match out {
         StepOutcome::Exited(0) if !first.is_empty() => Check::new(
@@ -424,6 +434,8 @@ pub struct Options {
     pub tools_file: PathBuf,
     pub workspace_dir: PathBuf,
     pub docker: DockerMode,
+    /// Retry the daemon check this long (DOCKER_WAIT_SECS).
+    pub docker_wait: Duration,
     pub queue: Option<QueueTarget>,
     /// A configuration error to report as a failing `config` check.
     pub config_error: Option<String>,
@@ -435,6 +447,7 @@ impl Options {
             tools_file: cfg.tools_file.clone(),
             workspace_dir: cfg.workspace_dir.clone(),
             docker: cfg.health_docker,
+            docker_wait: cfg.docker_wait,
             queue: None,
             config_error: None,
         }
@@ -464,6 +477,7 @@ impl Options {
                 docker: env("HEALTH_DOCKER")
                     .and_then(|d| DockerMode::parse(&d))
                     .unwrap_or(DockerMode::Auto),
+                docker_wait: Duration::ZERO,
                 queue: None,
                 config_error: Some(e),
             },
@@ -512,8 +526,8 @@ pub fn run(opts: &Options) -> Report {
         },
     }));
     jobs.push(Box::new(check_git_identity));
-    let docker = opts.docker;
-    jobs.push(Box::new(move || check_docker_daemon(docker)));
+    let (docker, wait) = (opts.docker, opts.docker_wait);
+    jobs.push(Box::new(move || check_docker_daemon(docker, wait)));
     if let Some(q) = opts.queue.clone() {
         jobs.push(Box::new(move || check_redis(&q)));
     }

@@ -31,7 +31,7 @@ ENVIRONMENT (defaults):
     AGENT_MODE (once|loop)  BLOCK_MS (5000)  RECLAIM_IDLE_MS (600000)  JOB_TIMEOUT_SECS (3600)
     STEP_TIMEOUT_SECS (1800)  PIPELINE (fmt,clippy,build,test)  LOG_FORMAT (text|json)
     HEALTH_DOCKER (auto|require|off)  HEALTH_TOOLS_FILE (/usr/local/share/raibid-agent/tools)
-    MAX_DELIVERIES (5)  KILL_GRACE_SECS (10)
+    MAX_DELIVERIES (5)  KILL_GRACE_SECS (10)  DOCKER_WAIT_SECS (0: health waits this long for dockerd)
 ";
 
 static SIGNAL: AtomicI32 = AtomicI32::new(0);

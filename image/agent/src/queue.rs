@@ -33,6 +33,35 @@ pub trait Queue {
     ) -> Result<(), String>;
     /// Removes this agent's consumer when it has no pending entries.
     fn release_consumer(&mut self) -> Result<bool, String>;
+    /// Removes the other consumers that have nothing pending and were idle at least
+    /// `min_idle_ms` (agents killed before they could remove themselves); returns their names.
+    fn remove_idle_consumers(&mut self, min_idle_ms: u64) -> Result<Vec<String>, String>;
+}
+
+/// Consumers of `XINFO CONSUMERS` (RESP2: one flat name/value array per consumer) that have
+/// nothing pending, were idle at least `min_idle_ms` and are not `me`.
+pub fn idle_consumers(v: &Value, me: &str, min_idle_ms: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in v.as_array().unwrap_or_default() {
+        let fields = c.as_array().unwrap_or_default();
+        let get = |k: &str| {
+            fields
+                .chunks(2)
+                .find(|p| p.len() == 2 && p[0].as_string().as_deref() == Some(k))
+                .map(|p| &p[1])
+        };
+        let (Some(name), Some(pending), Some(idle)) = (
+            get("name").and_then(Value::as_string),
+            get("pending").and_then(Value::as_int),
+            get("idle").and_then(Value::as_int),
+        ) else {
+            continue;
+        };
+        if name != me && pending == 0 && idle >= 0 && idle as u64 >= min_idle_ms {
+            out.push(name);
+        }
+    }
+    out
 }
 
 pub fn status_key(job_id: &str) -> String {
@@ -212,6 +241,26 @@ impl Queue for RedisQueue {
         Ok(())
     }
 
+    fn remove_idle_consumers(&mut self, min_idle_ms: u64) -> Result<Vec<String>, String> {
+        let v = self
+            .conn
+            .cmd(&["XINFO", "CONSUMERS", &self.stream, &self.group])
+            .map_err(|e| format!("XINFO CONSUMERS: {e}"))?;
+        let mut removed = Vec::new();
+        for name in idle_consumers(&v, &self.consumer, min_idle_ms) {
+            // DELCONSUMER returns the pending count it dropped: 0 here unless the consumer
+            // took an entry since XINFO (then it is not idle; keep it).
+            let dropped = self
+                .conn
+                .cmd(&["XGROUP", "DELCONSUMER", &self.stream, &self.group, &name])
+                .map_err(|e| format!("XGROUP DELCONSUMER: {e}"))?;
+            if dropped.as_int() == Some(0) {
+                removed.push(name);
+            }
+        }
+        Ok(removed)
+    }
+
     fn release_consumer(&mut self) -> Result<bool, String> {
         let v = self
             .conn
@@ -238,5 +287,39 @@ impl Queue for RedisQueue {
             ])
             .map_err(|e| format!("XGROUP DELCONSUMER: {e}"))?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consumer(name: &str, pending: i64, idle: i64) -> Value {
+        Value::Array(vec![
+            Value::Bulk(b"name".to_vec()),
+            Value::Bulk(name.as_bytes().to_vec()),
+            Value::Bulk(b"pending".to_vec()),
+            Value::Int(pending),
+            Value::Bulk(b"idle".to_vec()),
+            Value::Int(idle),
+            Value::Bulk(b"inactive".to_vec()),
+            Value::Int(idle),
+        ])
+    }
+
+    #[test]
+    fn idle_consumers_keeps_busy_recent_and_self() {
+        let reply = Value::Array(vec![
+            consumer("dead-idle", 0, 700_000),
+            consumer("dead-with-work", 2, 900_000),
+            consumer("recent", 0, 10),
+            consumer("me", 0, 900_000),
+        ]);
+        assert_eq!(
+            idle_consumers(&reply, "me", 600_000),
+            vec!["dead-idle".to_string()]
+        );
+        assert!(idle_consumers(&Value::Array(vec![]), "me", 0).is_empty());
+        assert!(idle_consumers(&Value::Nil, "me", 0).is_empty());
     }
 }

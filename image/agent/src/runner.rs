@@ -235,6 +235,18 @@ impl<Q: Queue, E: Executor> Agent<'_, Q, E> {
     }
 
     fn release(&mut self) {
+        match self.queue.remove_idle_consumers(self.cfg.reclaim_idle_ms) {
+            Ok(gone) if !gone.is_empty() => log::event(
+                "info",
+                None,
+                &format!(
+                    "removed idle consumers with nothing pending: {}",
+                    gone.join(", ")
+                ),
+            ),
+            Ok(_) => {}
+            Err(e) => log::event("warn", None, &format!("could not list consumers: {e}")),
+        }
         match self.queue.release_consumer() {
             Ok(true) => log::event(
                 "info",
@@ -521,6 +533,7 @@ mod tests {
         reads: usize,
         released: bool,
         deliveries: u64,
+        idle_sweeps: Vec<u64>,
     }
 
     #[derive(Clone, Default)]
@@ -559,6 +572,10 @@ mod tests {
         fn release_consumer(&mut self) -> Result<bool, String> {
             self.0.borrow_mut().released = true;
             Ok(true)
+        }
+        fn remove_idle_consumers(&mut self, min_idle_ms: u64) -> Result<Vec<String>, String> {
+            self.0.borrow_mut().idle_sweeps.push(min_idle_ms);
+            Ok(vec![])
         }
     }
 
@@ -662,6 +679,11 @@ mod tests {
         let s = q.0.borrow();
         assert!(s.statuses.is_empty());
         assert!(s.released);
+        assert_eq!(
+            s.idle_sweeps.len(),
+            1,
+            "idle consumers swept once at the end"
+        );
         assert_eq!(s.reads, 2);
     }
 

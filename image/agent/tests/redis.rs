@@ -290,6 +290,10 @@ fn pending_entry_of_dead_consumer_is_reclaimed() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("reclaimed pending entry"));
     assert_eq!(redis.status("job-reclaim")["status"], "Success");
     assert_eq!(redis.group_info()["pending"], Value::Int(0));
+    // The dead agent's consumer (nothing pending after the reclaim) is gone, and so is this one.
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("removed idle consumers with nothing pending: dead"));
+    assert_eq!(redis.group_info()["consumers"], Value::Int(0));
     let _ = std::fs::remove_dir_all(&root);
 }
 
