@@ -113,14 +113,19 @@ def generate_job(scaled_job: dict) -> dict:
     }
 
 
-def effective_max_scale(strategy: str, max_scale: int, running: int, pending: int, max_replicas: int) -> int:
+def effective_max_scale(
+    strategy: str, max_scale: int, running: int, pending: int, max_replicas: int, *, scale_to: int
+) -> tuple[int, int]:
+    """GetEffectiveMaxScale of the default, accurate and eager strategies: (maxScale, scaleTo)."""
     if strategy == "accurate":
         if max_scale + running - pending > max_replicas:
-            return max_replicas - running
-        return max_scale - pending
+            return max_replicas - running, scale_to
+        return max_scale - pending, scale_to
     if strategy == "eager":
-        return min(max_replicas - running - pending, max_scale)
-    return max_scale - running
+        return min(max_replicas - running - pending, max_scale), max_replicas
+    if strategy == "custom":
+        raise ValueError("the custom scaling strategy is not emulated")
+    return max_scale - running, scale_to
 
 
 def poll_once(api_client: k8s_client.ApiClient, conn: redis.Redis, namespace: str, name: str) -> PollResult:
@@ -152,8 +157,9 @@ def poll_once(api_client: k8s_client.ApiClient, conn: redis.Redis, namespace: st
         scale_to = max_scale = min_replicas - running
     else:
         strategy = (spec.get("scalingStrategy") or {}).get("strategy", "default")
-        max_scale = effective_max_scale(strategy, max_value, running - min_replicas, pending, max_replicas)
-        scale_to = queue_length
+        max_scale, scale_to = effective_max_scale(
+            strategy, max_value, running - min_replicas, pending, max_replicas, scale_to=queue_length
+        )
     max_scale = max(max_scale, 0)
 
     result = PollResult(lag=lag, active=active, running=running, pending=pending)
