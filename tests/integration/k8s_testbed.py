@@ -3,19 +3,33 @@
 - The Kubernetes test bed (tests/testbed/k8s): kube-apiserver + kube-controller-manager v1.20.2 built
   from Debian's source package (cached per machine; the first run on a fresh machine builds it,
   about 4-5 min on 2 cores) and etcd, on free loopback ports, stopped by PID.
+- The node test bed (`k8s_node_testbed`): the same control plane plus kube-scheduler, a separate
+  containerd, a CNI bridge (10.244.77.0/24) and a kubelet registered as a node on 10.244.77.1, so
+  that real Pods run (local images only: `imagePullPolicy: Never`; the pause and busybox images are
+  imported at start, `K8sTestBed.import_image` adds more). Its first build adds kubelet and
+  kube-scheduler (about 7 min on 2 cores with the control plane's Go cache warm).
 - A real redis-server (Debian package) on a free loopback port with a password, no persistence.
 
-Test modules import the fixtures (`from k8s_testbed import k8s_testbed  # noqa: F401`). Each
-service is started once per pytest process however many modules use it, and stopped at the end.
-Build and start times go to the terminal and to .cache/k8s-testbed-timings.jsonl (read by
-benchmarks).
+Sharing: one test bed of each kind per pytest process however many modules use it, stopped at the
+end. `k8s_testbed` starts a control plane only -- unless a node test bed already runs in this
+session (it is reused: it is a superset) or K8S_TESTBED_NODE=1 is set (then the first user starts
+the node test bed and both fixtures share it: one instance for the whole session). Without that,
+a session using both fixtures runs two test beds side by side (free ports each; the node parts
+exist once per machine). Only one node test bed per machine at a time (the bridge, the /kubepods
+cgroups and kubelet's hard-coded paths are machine-wide): start.sh refuses a second one, saying
+which state directory holds the first.
+
+Test modules import the fixtures (`from k8s_testbed import k8s_testbed  # noqa: F401`). Build and
+start times go to the terminal and to .cache/k8s-testbed-timings.jsonl (read by benchmarks).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -26,12 +40,21 @@ from pathlib import Path
 
 import pytest
 import redis
+from kubernetes import config as k8s_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTBED = ROOT / "tests" / "testbed" / "k8s"
 TIMINGS = ROOT / ".cache" / "k8s-testbed-timings.jsonl"
 SHARED_CRDS = ROOT.parent / "shared" / "data" / "keda-v2.20.2-crds"
 REDUCED_SCALEDJOB_CRD = TESTBED / "crds" / "scaledjobs.keda.sh-k8s1.20.yaml"
+CACHE_DIR = Path(os.environ.get("K8S_TESTBED_CACHE", "/var/cache/raibid-k8s-testbed/v1.20.2"))
+# Labels the node test bed's kubelet registers with (K8S_TESTBED_NODE_LABELS overrides).
+DEFAULT_NODE_LABELS = {"raibid.dev/testbed": "node", "raibid.dev/agent-pool": "testbed"}
+# Bounds: a cold build of everything is ~12-20 min on 2 busy cores.
+BUILD_TIMEOUT_S = 2700
+START_TIMEOUT_S = 300
+STOP_TIMEOUT_S = 180
+IMPORT_TIMEOUT_S = 300
 
 
 def free_port() -> int:
@@ -61,12 +84,52 @@ def say(request: pytest.FixtureRequest, line: str) -> None:
 
 @dataclass
 class K8sTestBed:
+    """A started test bed. The node fields are None / empty on a control-plane-only test bed."""
+
     state_dir: Path
     kubeconfig: Path
     server: str
     build_seconds: float
     start_seconds: float
     env: dict = field(default_factory=dict)
+    node_name: str | None = None
+    node_ip: str | None = None
+    node_labels: dict = field(default_factory=dict)
+    containerd_address: str | None = None
+    ctr: list[str] = field(default_factory=list)  # ["ctr", "--address", SOCK, "-n", "k8s.io"]
+    pause_image: str | None = None
+    busybox_image: str | None = None  # "raibid-testbed.local/busybox:1", imported at start
+
+    @property
+    def has_node(self) -> bool:
+        return self.node_name is not None
+
+    def api_client(self):
+        """A kubernetes.client.ApiClient for the admin kubeconfig."""
+        return k8s_config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def import_image(self, tar_path: str | os.PathLike, timeout: float = IMPORT_TIMEOUT_S) -> list[str]:
+        """Import a docker-archive (`docker save`) or OCI tar into the node's containerd, namespace
+        k8s.io, where the kubelet finds it (use `imagePullPolicy: Never` or IfNotPresent with a
+        tag). Returns the image references it contained. Recorded as kind "k8s-image-import"."""
+        if not self.has_node:
+            raise RuntimeError("import_image needs the node test bed (k8s_node_testbed)")
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            [*self.ctr, "images", "import", str(tar_path)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        seconds = time.monotonic() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"ctr images import {tar_path} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+        refs = re.findall(r"^unpacking (\S+) \(", proc.stdout, re.M)
+        record_timing(
+            kind="k8s-image-import", seconds=round(seconds, 2), mib=round(Path(tar_path).stat().st_size / 2**20, 1)
+        )
+        return refs
 
 
 @dataclass
@@ -81,17 +144,44 @@ class RedisServer:
 _STARTED: dict[str, object] = {}
 
 
-def _start_testbed(request: pytest.FixtureRequest) -> K8sTestBed:
-    cached = all(
-        (Path(os.environ.get("K8S_TESTBED_CACHE", "/var/cache/raibid-k8s-testbed/v1.20.2")) / "bin" / b).exists()
-        for b in ("kube-apiserver", "kube-controller-manager", "etcd")
-    )
+def read_env_file(path: Path) -> dict:
+    """start.sh's env file: KEY=VALUE lines, a value with spaces in double quotes (shell syntax)."""
+    env = {}
+    for line in path.read_text().splitlines():
+        if "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        env[key] = shlex.split(value)[0] if value.startswith(('"', "'")) else value
+    return env
+
+
+def parse_labels(text: str) -> dict:
+    return dict(item.split("=", 1) if "=" in item else (item, "") for item in text.split(",") if item)
+
+
+def _start_testbed(request: pytest.FixtureRequest, node: bool = False) -> K8sTestBed:
+    parts = ["kube-apiserver", "kube-controller-manager", "etcd"] + (["kubelet", "kube-scheduler"] if node else [])
+    cached = all((CACHE_DIR / "bin" / b).exists() for b in parts)
+    if node:
+        cached = cached and (CACHE_DIR / "images" / "pause.tar").exists() and (CACHE_DIR / "cni" / "bin").exists()
+    flag = {"K8S_TESTBED_NODE": "1" if node else "0"}
     t0 = time.monotonic()
-    build = subprocess.run([str(TESTBED / "build.sh")], capture_output=True, text=True, check=False)
+    try:
+        build = subprocess.run(
+            [str(TESTBED / "build.sh")],
+            env={**os.environ, **flag},
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"k8s test bed build did not finish in {BUILD_TIMEOUT_S}s (log: {CACHE_DIR / 'build.log'})")
     build_seconds = time.monotonic() - t0
     if build.returncode != 0:
         pytest.fail(f"k8s test bed build failed:\n{build.stderr[-4000:]}")
-    say(request, f"[k8s-testbed] build {'(cached)' if cached else '(cold)'}: {build_seconds:.1f}s")
+    what = "control plane + node" if node else "control plane"
+    say(request, f"[k8s-testbed] build ({what}) {'(cached)' if cached else '(cold)'}: {build_seconds:.1f}s")
 
     state = Path(tempfile.mkdtemp(prefix="raibid-k8s-testbed-"))
     ports = {
@@ -100,38 +190,106 @@ def _start_testbed(request: pytest.FixtureRequest) -> K8sTestBed:
         "K8S_TESTBED_APISERVER_PORT": free_port(),
         "K8S_TESTBED_CM_PORT": free_port(),
     }
+    labels = os.environ.get("K8S_TESTBED_NODE_LABELS", ",".join(f"{k}={v}" for k, v in DEFAULT_NODE_LABELS.items()))
+    if node:
+        ports.update(
+            K8S_TESTBED_SCHEDULER_PORT=free_port(),
+            K8S_TESTBED_KUBELET_PORT=free_port(),
+            K8S_TESTBED_KUBELET_HEALTHZ_PORT=free_port(),
+        )
     t0 = time.monotonic()
-    start = subprocess.run(
-        [str(TESTBED / "start.sh"), str(state)],
-        env={**os.environ, **{k: str(v) for k, v in ports.items()}},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        start = subprocess.run(
+            [str(TESTBED / "start.sh"), str(state)],
+            env={**os.environ, **{k: str(v) for k, v in ports.items()}, **flag, "K8S_TESTBED_NODE_LABELS": labels},
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        _stop_testbed(state)
+        pytest.fail(f"k8s test bed did not start within {START_TIMEOUT_S}s (logs: {state / 'logs'})")
     start_seconds = time.monotonic() - t0
     if start.returncode != 0:
-        subprocess.run([str(TESTBED / "stop.sh"), str(state)], check=False)
-        pytest.fail(f"k8s test bed did not start:\n{start.stderr[-4000:]}")
-    env = dict(line.split("=", 1) for line in (state / "env").read_text().splitlines() if "=" in line)
-    say(request, f"[k8s-testbed] started in {start_seconds:.1f}s ({env['K8S_TESTBED_SERVER']})")
-    record_timing(
-        kind="k8s-testbed", build_s=round(build_seconds, 1), build_cached=cached, start_s=round(start_seconds, 1)
-    )
-    return K8sTestBed(state, Path(env["KUBECONFIG"]), env["K8S_TESTBED_SERVER"], build_seconds, start_seconds, env)
+        _stop_testbed(state, remove=False)
+        pytest.fail(f"k8s test bed did not start (logs kept in {state / 'logs'}):\n{start.stderr[-4000:]}")
+    env = read_env_file(state / "env")
+    bed = K8sTestBed(state, Path(env["KUBECONFIG"]), env["K8S_TESTBED_SERVER"], build_seconds, start_seconds, env)
+    if node:
+        bed.node_name = env["K8S_TESTBED_NODE_NAME"]
+        bed.node_ip = env["K8S_TESTBED_NODE_IP"]
+        bed.node_labels = parse_labels(labels)
+        bed.containerd_address = env["K8S_TESTBED_CONTAINERD_ADDRESS"]
+        bed.ctr = shlex.split(env["K8S_TESTBED_CTR"])
+        bed.pause_image = env["K8S_TESTBED_PAUSE_IMAGE"]
+        bed.busybox_image = env["K8S_TESTBED_BUSYBOX_IMAGE"]
+        say(
+            request,
+            f"[k8s-testbed] started with node {bed.node_name} ({bed.node_ip}) Ready in {start_seconds:.1f}s"
+            f" (control plane {int(env['K8S_TESTBED_CONTROL_PLANE_MS']) / 1000:.1f}s,"
+            f" node {int(env['K8S_TESTBED_NODE_START_MS']) / 1000:.1f}s; {env['K8S_TESTBED_SERVER']})",
+        )
+        record_timing(
+            kind="k8s-node-testbed",
+            build_s=round(build_seconds, 1),
+            build_cached=cached,
+            start_s=round(start_seconds, 1),
+            control_plane_s=round(int(env["K8S_TESTBED_CONTROL_PLANE_MS"]) / 1000, 1),
+            node_ready_s=round(int(env["K8S_TESTBED_NODE_START_MS"]) / 1000, 1),
+            image_import_s=round(int(env["K8S_TESTBED_IMAGE_IMPORT_MS"]) / 1000, 2),
+        )
+    else:
+        say(request, f"[k8s-testbed] started in {start_seconds:.1f}s ({env['K8S_TESTBED_SERVER']})")
+        record_timing(
+            kind="k8s-testbed", build_s=round(build_seconds, 1), build_cached=cached, start_s=round(start_seconds, 1)
+        )
+    return bed
+
+
+def _stop_testbed(state: Path, remove: bool = True) -> float:
+    t0 = time.monotonic()
+    try:
+        subprocess.run([str(TESTBED / "stop.sh"), str(state)], timeout=STOP_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        print(f"[k8s-testbed] stop.sh {state} did not finish in {STOP_TIMEOUT_S}s; state kept")
+        return time.monotonic() - t0
+    if remove:
+        shutil.rmtree(state, ignore_errors=True)
+    return time.monotonic() - t0
+
+
+def _testbed_fixture(request, node: bool):
+    """Start (or reuse) the session's test bed; yield it; stop it at the end if this call started it."""
+    if "k8s_node_testbed" in _STARTED:
+        key, owner = "k8s_node_testbed", False
+    elif not node and "k8s_testbed" in _STARTED:
+        key, owner = "k8s_testbed", False
+    else:
+        key, owner = ("k8s_node_testbed" if node else "k8s_testbed"), True
+        _STARTED[key] = _start_testbed(request, node)
+    bed = _STARTED[key]
+    yield bed
+    if owner:
+        seconds = _stop_testbed(bed.state_dir)
+        if bed.has_node:
+            record_timing(kind="k8s-node-testbed-stop", stop_s=round(seconds, 1))
+        del _STARTED[key]
 
 
 @pytest.fixture(scope="session")
 def k8s_testbed(request):
-    """A running kube-apiserver 1.20.2 (+ controller-manager, etcd); yields K8sTestBed."""
-    owner = "k8s_testbed" not in _STARTED
-    if owner:
-        _STARTED["k8s_testbed"] = _start_testbed(request)
-    bed = _STARTED["k8s_testbed"]
-    yield bed
-    if owner:
-        subprocess.run([str(TESTBED / "stop.sh"), str(bed.state_dir)], check=False)
-        shutil.rmtree(bed.state_dir, ignore_errors=True)
-        del _STARTED["k8s_testbed"]
+    """A running kube-apiserver 1.20.2 (+ controller-manager, etcd); yields K8sTestBed. Control
+    plane only, unless the node test bed runs already or K8S_TESTBED_NODE=1 (then it is that one)."""
+    yield from _testbed_fixture(request, node=os.environ.get("K8S_TESTBED_NODE") == "1")
+
+
+@pytest.fixture(scope="session")
+def k8s_node_testbed(request):
+    """The test bed with one node (scheduler, containerd, CNI bridge, kubelet): real Pods run.
+    Yields K8sTestBed with node_name, node_ip, node_labels, containerd_address, ctr, pause_image,
+    busybox_image and import_image(tar)."""
+    yield from _testbed_fixture(request, node=True)
 
 
 def _start_redis(request: pytest.FixtureRequest) -> RedisServer:
