@@ -18,6 +18,7 @@ objects strictly against the full v2.20.2 CRD schema.
 from __future__ import annotations
 
 import base64
+import datetime
 import functools
 import http.server
 import threading
@@ -27,6 +28,9 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import run_playbook
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from k8s_testbed import REDUCED_SCALEDJOB_CRD, k8s_testbed, keda_crd_path, record_timing  # noqa: F401 (fixture)
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
@@ -310,14 +314,204 @@ def test_server_rejects_a_bad_scaledjob_with_its_message(agent_applied, k8s_test
     assert "spec.maxReplicaCount" in run.output and "should be greater than or equal to 1" in run.output
 
 
-def test_state_absent_removes_the_namespace(agent_applied, agent_vars, api):
+def test_keda_view_not_checkable_without_an_operator_is_said(agent_applied):
+    """No operator on the test bed writes the ScaledJob's status: verify says so in one line."""
+    lines = [
+        line
+        for line in agent_applied["first"].output.splitlines()
+        if "cannot be checked" in line and not line.startswith("TASK")
+    ]
+    assert len(lines) == 1, agent_applied["first"].output
+    assert f"KEDA's view of ScaledJob {NAMESPACE}/raibid-agent cannot be checked" in lines[0]
+    assert "no status.conditions" in lines[0] and "KEDA operator" in lines[0]
+
+
+def test_the_namespace_the_role_created_is_marked_and_keeps_the_mark(agent_applied, api):
+    ns = k8s_client.CoreV1Api(api).read_namespace(NAMESPACE)
+    assert ns.metadata.annotations["raibid.dgx-spark/created-by"] == "agent_jobs"
+
+
+def _cert(pem: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def test_dind_certificates_renewed_before_they_expire(agent_applied, agent_vars, api):
+    """A server certificate that expires within agent_jobs_dind_cert_renew_days is reissued (the CA
+    and the client certificate kept); a fresh set is kept (0 changed)."""
+    core = k8s_client.CoreV1Api(api)
+    name = "raibid-agent-dind-certs"
+    extra = {k: v for k, v in agent_vars.items() if k != "agent_jobs_render_dir"}
+    # Back to the module's settings first (an earlier test changed the ScaledJob).
+    converged = run_playbook(agent_applied["play"], extra, False)
+    assert converged.rc == 0, converged.output
+    stored = {k: base64.b64decode(v).decode() for k, v in core.read_namespaced_secret(name, NAMESPACE).data.items()}
+    ca_cert = _cert(stored["ca.pem"])
+    ca_key = serialization.load_pem_private_key(stored["ca-key.pem"].encode(), None)
+    server_key = serialization.load_pem_private_key(stored["server-key.pem"].encode(), None)
+    old = _cert(stored["server-cert.pem"])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    # The same subject, key and issuer, expiring in 10 days (< the default 30).
+    expiring = (
+        x509.CertificateBuilder()
+        .subject_name(old.subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=10))
+    )
+    for ext in old.extensions:
+        expiring = expiring.add_extension(ext.value, ext.critical)
+    expiring_pem = expiring.sign(ca_key, hashes.SHA384()).public_bytes(serialization.Encoding.PEM).decode()
+    core.patch_namespaced_secret(
+        name, NAMESPACE, {"data": {"server-cert.pem": base64.b64encode(expiring_pem.encode()).decode()}}
+    )
+
+    renewed = run_playbook(agent_applied["play"], extra, False)
+    assert renewed.rc == 0, renewed.output
+    assert renewed.changed == 1, renewed.output  # the Secret
+    assert "Reissuing the DinD server certificate: expires" in renewed.output, renewed.output
+    after = {k: base64.b64decode(v).decode() for k, v in core.read_namespaced_secret(name, NAMESPACE).data.items()}
+    new = _cert(after["server-cert.pem"])
+    assert new.not_valid_after_utc > now + datetime.timedelta(days=300)
+    assert new.public_key().public_numbers() == server_key.public_key().public_numbers()
+    # Issued by the kept CA; the client certificate and every key kept.
+    ca_cert.public_key().verify(new.signature, new.tbs_certificate_bytes, ec.ECDSA(new.signature_hash_algorithm))
+    for key in ("ca.pem", "ca-key.pem", "server-key.pem", "client-cert.pem", "client-key.pem"):
+        assert after[key] == stored[key], key
+    for secret in SECRETS.values():
+        assert secret not in renewed.output
+
+    kept = run_playbook(agent_applied["play"], extra, False)
+    assert kept.rc == 0 and kept.changed == 0, kept.output
+    assert "Reissuing the DinD" not in kept.output
+
+
+def test_an_expiring_ca_reissues_every_certificate(agent_applied, agent_vars, api):
+    core = k8s_client.CoreV1Api(api)
+    name = "raibid-agent-dind-certs"
+    stored = {k: base64.b64decode(v).decode() for k, v in core.read_namespaced_secret(name, NAMESPACE).data.items()}
+    extra = {k: v for k, v in agent_vars.items() if k != "agent_jobs_render_dir"}
+    # The stored CA (valid 5 x 365 days) expires within a renewal window of 1900 days.
+    renewed = run_playbook(
+        agent_applied["play"],
+        {**extra, "agent_jobs_dind_cert_days": 2000, "agent_jobs_dind_cert_renew_days": 1900},
+        False,
+    )
+    assert renewed.rc == 0, renewed.output
+    assert "Reissuing the DinD ca certificate: expires" in renewed.output, renewed.output
+    assert "server certificate: the CA is reissued" in renewed.output
+    after = {k: base64.b64decode(v).decode() for k, v in core.read_namespaced_secret(name, NAMESPACE).data.items()}
+    for key in ("ca.pem", "server-cert.pem", "client-cert.pem"):
+        assert after[key] != stored[key], key
+    ca_cert = _cert(after["ca.pem"])
+    for key in ("server-cert.pem", "client-cert.pem"):
+        leaf = _cert(after[key])
+        ca_cert.public_key().verify(leaf.signature, leaf.tbs_certificate_bytes, ec.ECDSA(leaf.signature_hash_algorithm))
+    # Back to the defaults: the new set is valid far beyond 30 days, so nothing changes but the
+    # leaves' lifetime, which is kept (timestamps are not compared).
+    again = run_playbook(agent_applied["play"], extra, False)
+    assert again.rc == 0 and again.changed == 0, again.output
+
+
+def _make_labelled_job(api, namespace: str, name: str) -> None:
+    """A Job as KEDA makes it from the ScaledJob (its labels); the test bed has no KEDA operator."""
+    batch = k8s_client.BatchV1Api(api)
+    batch.create_namespaced_job(
+        namespace,
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "app.kubernetes.io/name": "raibid-agent",
+                    "app.kubernetes.io/part-of": "raibid-ci",
+                    "app.kubernetes.io/managed-by": "raibid.dgx_spark",
+                    "scaledjob.keda.sh/name": "raibid-agent",
+                },
+            },
+            "spec": {
+                "backoffLimit": 0,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "agent", "image": "127.0.0.1:5000/raibid-ci-agent:latest"}],
+                    }
+                },
+            },
+        },
+    )
+
+
+def _gone(read) -> bool:
+    try:
+        obj = read()
+    except ApiException as exc:
+        if exc.status == 404:
+            return True
+        raise
+    # Deleted but held by a finalizer (pvc-protection) counts as gone from the role's side.
+    meta = obj["metadata"] if isinstance(obj, dict) else obj.metadata.to_dict()
+    return meta.get("deletion_timestamp", meta.get("deletionTimestamp")) is not None
+
+
+def test_state_absent_keeps_a_namespace_the_role_did_not_create(agent_applied, keda_installed, agent_vars, api):
+    """The namespace existed before (Redis lives there): the role never marks it, and absent removes
+    the role's objects (and a Job KEDA made) but keeps the namespace and what else it holds."""
+    shared = "raibid-shared-test"
+    core = k8s_client.CoreV1Api(api)
+    core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": shared}})
+    core.create_namespaced_config_map(shared, {"metadata": {"name": "redis-config"}, "data": {"maxmemory": "1gb"}})
+    extra = {k: v for k, v in agent_vars.items() if k != "agent_jobs_render_dir"}
+    extra["agent_jobs_namespace"] = shared
+    present = run_playbook(agent_applied["play"], extra, False)
+    assert present.rc == 0, present.output
+    again = run_playbook(agent_applied["play"], extra, False)
+    assert again.rc == 0 and again.changed == 0, again.output
+    annotations = core.read_namespace(shared).metadata.annotations or {}
+    assert "raibid.dgx-spark/created-by" not in annotations
+    _make_labelled_job(api, shared, "raibid-agent-abc12")
+
+    absent_vars = {k: v for k, v in extra.items() if k not in SECRETS}
+    absent_vars["agent_jobs_state"] = "absent"
+    check = run_playbook(agent_applied["play"], absent_vars, True)
+    assert check.rc == 0 and check.changed > 0, check.output
+    assert core.read_namespaced_secret("raibid-agent-secrets", shared)  # check mode removed nothing
+    removed = run_playbook(agent_applied["play"], absent_vars, False)
+    assert removed.rc == 0, removed.output
+    assert f"Namespace {shared} stays" in removed.output
+    custom = k8s_client.CustomObjectsApi(api)
+    batch = k8s_client.BatchV1Api(api)
+    for read in (
+        lambda: custom.get_namespaced_custom_object("keda.sh", "v1alpha1", shared, "scaledjobs", "raibid-agent"),
+        lambda: custom.get_namespaced_custom_object(
+            "keda.sh", "v1alpha1", shared, "triggerauthentications", "raibid-agent-redis"
+        ),
+        lambda: core.read_namespaced_secret("raibid-agent-secrets", shared),
+        lambda: core.read_namespaced_secret("raibid-agent-dind-certs", shared),
+        lambda: core.read_namespaced_service_account("raibid-agent", shared),
+        lambda: core.read_namespaced_persistent_volume_claim("raibid-agent-cargo-cache", shared),
+        lambda: batch.read_namespaced_job("raibid-agent-abc12", shared),
+    ):
+        assert _gone(read)
+    assert core.read_namespace(shared).status.phase == "Active"
+    assert core.read_namespaced_config_map("redis-config", shared).data == {"maxmemory": "1gb"}
+    again = run_playbook(agent_applied["play"], absent_vars, False)
+    assert again.rc == 0 and again.changed == 0, again.output
+    core.delete_namespace(shared)
+
+
+def test_state_absent_removes_the_namespace_the_role_created(agent_applied, agent_vars, api):
     extra = {k: v for k, v in agent_vars.items() if k != "agent_jobs_render_dir"}
     # No secrets needed to remove.
     extra.pop("agent_jobs_gitea_token")
     extra.pop("agent_jobs_redis_password")
+    _make_labelled_job(api, NAMESPACE, "raibid-agent-xyz34")
     removed = run_playbook(agent_applied["play"], {**extra, "agent_jobs_state": "absent"}, False)
     assert removed.rc == 0, removed.output
-    assert removed.changed == 1
+    assert removed.changed > 0
+    assert f"Namespace {NAMESPACE} stays" not in removed.output
     with pytest.raises(ApiException) as exc:
         k8s_client.CoreV1Api(api).read_namespace(NAMESPACE)
     assert exc.value.status == 404

@@ -108,3 +108,19 @@ def test_wrong_password_fails_naming_the_option(redis_server):  # noqa: F811
     assert run.rc != 0
     assert "password: Redis at" in run.output
     assert "not-the-password" not in run.output
+
+
+def test_in_cluster_redis_name_is_refused_with_the_way_out(redis_server):  # noqa: F811
+    """The agents' Redis name resolves only inside the cluster; the control host needs another address."""
+    run = run_playbook(SMOKE, smoke_vars(redis_server, smoke_redis_host="redis.raibid-ci.svc.cluster.local"), False)
+    assert run.rc != 0
+    assert run.failed_task() == "Validate smoke_redis_host is reachable from outside the cluster"
+    assert 'smoke_redis_host is "redis.raibid-ci.svc.cluster.local", an in-cluster Service name' in run.output
+    assert "kubectl port-forward" in run.output
+
+
+def test_bad_wait_bounds_are_refused(redis_server):  # noqa: F811
+    run = run_playbook(SMOKE, smoke_vars(redis_server, smoke_poll_seconds=10, smoke_lag_timeout=5), False)
+    assert run.rc != 0
+    assert run.failed_task() == "Validate smoke inputs"
+    assert "smoke_lag_timeout (5) at least smoke_poll_seconds" in run.output
