@@ -233,6 +233,11 @@ def test_dind_legacy_sidecar_below_1_29(rendered):
     assert [c["name"] for c in spec["containers"]] == ["agent", "dind"]
     assert "/run/raibid-signal/done" in spec["containers"][0]["args"][2]
     assert "/run/raibid-signal/done" in spec["containers"][1]["command"][2]
+    # A killed agent container never writes `done`: its heartbeat stops and dind stops on that.
+    assert "/run/raibid-signal/alive" in spec["containers"][0]["args"][2]
+    assert "/run/raibid-signal/alive" in spec["containers"][1]["command"][2]
+    # SIGTERM (Pod deletion) reaches the agent through its wrapper, which tini does not signal past.
+    assert "trap 'kill -TERM $child" in spec["containers"][0]["args"][2]
 
 
 @pytest.mark.parametrize("mode", MODES)
