@@ -169,8 +169,12 @@ wait_for kube-apiserver "$api_pid" 60 curl -fsS --cacert "$PKI/ca.crt" \
 
 # --- kube-controller-manager (namespace deletion, garbage collection, default ServiceAccounts) ----
 controllers='*,-nodeipam,-nodelifecycle,-service,-route,-attachdetach,-persistentvolume-binder,-persistentvolume-expander,-ttl,-ttl-after-finished,-bootstrapsigner,-tokencleaner,-csrsigning,-csrapproving,-csrcleaner,-cloud-node-lifecycle'
-# With a node: the node lifecycle controller removes the not-ready taint the kubelet registers with.
-[ "$NODE" = 1 ] && controllers=${controllers/,-nodelifecycle/}
+# With a node: the node lifecycle controller removes the not-ready taint the kubelet registers with,
+# and the PersistentVolume binder binds claims to the volumes a test creates (no provisioner here).
+if [ "$NODE" = 1 ]; then
+  controllers=${controllers/,-nodelifecycle/}
+  controllers=${controllers/,-persistentvolume-binder/}
+fi
 "$BIN/kube-controller-manager" \
   --kubeconfig "$STATE/controller-manager.kubeconfig" \
   --authentication-kubeconfig "$STATE/controller-manager.kubeconfig" \
