@@ -187,7 +187,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       conf_dir = "$STATE/cni/net.d"
       max_conf_num = 1
 EOF
-  containerd --config "$CTRD_DIR/config.toml" --log-level info >"$STATE/logs/containerd.log" 2>&1 &
+  # umask 022 for containerd and the kubelet (start.sh runs with 077 for its PKI): layer
+  # directories containerd creates implicitly, and kubelet's volume directories, would be 0700 and
+  # every image path unreadable to a non-root container user ("stat /usr/bin/tini: permission denied").
+  (umask 022 && exec containerd --config "$CTRD_DIR/config.toml" --log-level info) >"$STATE/logs/containerd.log" 2>&1 &
   local ctrd_pid=$!
   record containerd "$ctrd_pid"
   CTR=("$(command -v ctr)" --address "$CTRD_SOCK" -n k8s.io)
@@ -243,7 +246,7 @@ EOF
     --node-ip "$NODE_IP" --hostname-override "$NODE_NAME" --v 1
   )
   [ -n "$labels" ] && kubelet_args+=(--node-labels "$labels")
-  "$BIN/kubelet" "${kubelet_args[@]}" >"$STATE/logs/kubelet.log" 2>&1 &
+  (umask 022 && exec "$BIN/kubelet" "${kubelet_args[@]}") >"$STATE/logs/kubelet.log" 2>&1 &
   local kubelet_pid=$!
   record kubelet "$kubelet_pid"
   wait_for kubelet "$kubelet_pid" 30 curl -fsS "http://127.0.0.1:${healthz_port}/healthz"
