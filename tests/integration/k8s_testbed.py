@@ -261,12 +261,11 @@ def _stop_testbed(state: Path, remove: bool = True) -> float:
 
 def _testbed_fixture(request, node: bool):
     """Start (or reuse) the session's test bed; yield it; stop it at the end if this call started it."""
-    if "k8s_node_testbed" in _STARTED:
-        key, owner = "k8s_node_testbed", False
-    elif not node and "k8s_testbed" in _STARTED:
-        key, owner = "k8s_testbed", False
-    else:
-        key, owner = ("k8s_node_testbed" if node else "k8s_testbed"), True
+    # The control-plane tests get a control-plane bed of their own, beside the node bed when a session
+    # uses both: what they assert (no Pod ever runs, PVCs stay Pending) must not depend on test order.
+    key = "k8s_node_testbed" if node else "k8s_testbed"
+    owner = key not in _STARTED
+    if owner:
         _STARTED[key] = _start_testbed(request, node)
     bed = _STARTED[key]
     yield bed
@@ -280,7 +279,8 @@ def _testbed_fixture(request, node: bool):
 @pytest.fixture(scope="session")
 def k8s_testbed(request):
     """A running kube-apiserver 1.20.2 (+ controller-manager, etcd); yields K8sTestBed. Control
-    plane only, unless the node test bed runs already or K8S_TESTBED_NODE=1 (then it is that one)."""
+    plane only (beside the node bed when the session also uses k8s_node_testbed), unless
+    K8S_TESTBED_NODE=1 (then it is the node bed)."""
     yield from _testbed_fixture(request, node=os.environ.get("K8S_TESTBED_NODE") == "1")
 
 
