@@ -82,16 +82,21 @@ def run_playbook(playbook: Path, extra_vars: dict | None = None, check: bool = T
     return PlaybookRun(proc.returncode, out, ok, changed, failed)
 
 
+def role_play(directory: Path, role: str) -> Path:
+    """A playbook in `directory` that runs raibid.dgx_spark.<role> on localhost."""
+    play = directory / f"{role}.yml"
+    play.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        f"    - ansible.builtin.include_role:\n        name: raibid.dgx_spark.{role}\n"
+    )
+    return play
+
+
 @pytest.fixture
 def run_role(tmp_path):
     """run_role(role, vars) -> PlaybookRun; the role runs on localhost in check mode."""
 
     def _run(role: str, role_vars: dict, check: bool = True) -> PlaybookRun:
-        playbook = tmp_path / "play.yml"
-        playbook.write_text(
-            "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
-            f"    - ansible.builtin.include_role:\n        name: raibid.dgx_spark.{role}\n"
-        )
-        return run_playbook(playbook, role_vars, check)
+        return run_playbook(role_play(tmp_path, role), role_vars, check)
 
     return _run

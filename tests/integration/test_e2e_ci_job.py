@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import ROOT, VENV_BIN, ansible_env, run_playbook
+from conftest import ROOT, VENV_BIN, ansible_env, role_play, run_playbook
 from k8s_testbed import REDUCED_SCALEDJOB_CRD, k8s_node_testbed, keda_crd_path, record_timing  # noqa: F401
 from keda_scaledjob import poll_once
 from kubernetes import client as k8s_client
@@ -273,15 +273,6 @@ def cargo_cache_volume(k8s_node_testbed):  # noqa: F811
     yield path
     core.delete_persistent_volume("raibid-e2e-cargo-cache")
     shutil.rmtree(path, ignore_errors=True)
-
-
-def role_play(tmp: Path, role: str) -> Path:
-    play = tmp / f"{role}.yml"
-    play.write_text(
-        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
-        f"    - ansible.builtin.include_role:\n        name: raibid.dgx_spark.{role}\n"
-    )
-    return play
 
 
 class Cluster:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_playbook
+from conftest import role_play, run_playbook
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -38,15 +38,6 @@ from kubernetes.client.rest import ApiException
 
 SECRETS = {"agent_jobs_gitea_token": "gitea-tok-apply-1", "agent_jobs_redis_password": "redis-pw-apply-2"}
 NAMESPACE = "raibid-ci-test"
-
-
-def role_play(tmp_path: Path, role: str) -> Path:
-    play = tmp_path / f"{role}.yml"
-    play.write_text(
-        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
-        f"    - ansible.builtin.include_role:\n        name: raibid.dgx_spark.{role}\n"
-    )
-    return play
 
 
 def timed(play: Path, extra: dict, check: bool = False, *args: str):
