@@ -587,19 +587,29 @@ def _quote(arg: str) -> str:
 
 
 def _cache_summary(log_file: Path) -> Dict[str, Any]:
-    """CACHED step count, and whether every cargo-install step came from cache."""
-    lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
-    step_names: Dict[str, str] = {}
-    cached = set()
-    for line in lines:
-        parts = line.split(" ", 2)
-        if len(parts) == 3 and parts[0].startswith("#") and parts[0][1:].isdigit():
-            if parts[1].startswith("[") and parts[0] not in step_names:
-                step_names[parts[0]] = parts[1] + " " + parts[2]
-            if parts[1] == "CACHED":
-                cached.add(parts[0])
-    tool_steps = [s for s, text in step_names.items() if "cargo-install cargo-" in text]
-    return {"cached": len(cached), "tools_cached": bool(tool_steps) and all(s in cached for s in tool_steps)}
+    """CACHED layer steps, and whether every cargo-install step came from cache.
+
+    Parsed by the role's own parser of BuildKit's plain progress (plugins/module_utils/image_build.py):
+    a cached step is reported on a line of its own ("#12 CACHED") or, for a layer BuildKit pulls lazily
+    from the imported cache, as blob transfers.
+    """
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location(
+        "raibid_image_build", ROOT / "plugins" / "module_utils" / "image_build.py"
+    )
+    assert spec is not None and spec.loader is not None
+    image_build = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = image_build  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(image_build)
+    steps = image_build.parse_plain_progress(log_file.read_text(encoding="utf-8", errors="replace")).steps
+    layers = [s for s in steps if s.is_layer]
+    tools = [s for s in layers if "cargo-install cargo-" in s.name]
+    return {
+        "cached": sum(1 for s in layers if s.cached),
+        "layer_steps": len(layers),
+        "tools_cached": bool(tools) and all(s.cached for s in tools),
+    }
 
 
 def build_dind(key: str, inputs: Dict[str, Any], work: Path) -> Dict:
