@@ -34,8 +34,8 @@ lint: setup ## yamllint, ansible-lint (production profile), ruff
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 
-unit: setup ## pytest unit tests of plugins and module_utils
-	$(VENV)/pytest tests/unit
+unit: setup ## pytest unit tests of plugins and module_utils, and of the test tooling (tests/tooling)
+	$(VENV)/pytest tests/unit tests/tooling
 
 agent: ## the raibid-agent crate (image/agent): rustfmt, clippy, unit tests and the tests against a real redis-server
 	@export PATH="$$HOME/.cargo/bin:$$PATH"; command -v cargo >/dev/null || { echo "make agent: cargo not found (a Rust toolchain with rustfmt and clippy)"; exit 1; }; \

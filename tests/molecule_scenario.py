@@ -24,16 +24,54 @@ VENV_BIN = ROOT / ".venv" / "bin"
 RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
-def molecule(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
+def molecule(*args: str) -> subprocess.CompletedProcess:
+    """Run molecule with its output streamed as it comes and kept (stdout and stderr together)."""
     env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}", ANSIBLE_FORCE_COLOR="false")
     cmd = [str(VENV_BIN / "molecule"), *args]
     print(f"\n$ {' '.join(cmd)}", flush=True)
-    if not capture:
-        return subprocess.run(cmd, cwd=ROOT, env=env, check=False)
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, check=False, capture_output=True, text=True)
-    sys.stdout.write(proc.stdout)
-    sys.stderr.write(proc.stderr)
-    return proc
+    kept = []
+    with subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            kept.append(line)
+    sys.stdout.flush()
+    return subprocess.CompletedProcess(cmd, proc.returncode, "".join(kept), "")
+
+
+_TASK = re.compile(r"^TASK \[(?P<name>.*?)\] \*")
+_FATAL = re.compile(r"^(?:fatal|failed): \[(?P<host>[^\]]+)\]:? (?:FAILED! => )?(?P<rest>.*)$")
+_MSG = re.compile(r'"msg": "((?:[^"\\]|\\.)*)"')
+
+
+def failure_reason(output: str, limit: int = 400) -> str:
+    """What stopped a failed `molecule test`, in one line for the summary (CI shows only the end of
+    the log): the task of the last fatal error and its message, or Molecule's own error line.
+    Errors that a block rescued come earlier in the output; the last one is the one that stopped."""
+    task, reason = "", ""
+    lines = output.splitlines()
+    for i, line in enumerate(lines):
+        match = _TASK.match(line)
+        if match:
+            task = match.group("name")
+            continue
+        match = _FATAL.match(line)
+        if match:
+            msg = _MSG.search(match.group("rest"))
+            if not msg and match.group("rest").rstrip().endswith("{"):  # the result printed over several lines
+                block = "\n".join(lines[i + 1 : i + 400]).split("\n}", 1)[0]
+                msg = _MSG.search(block)
+            detail = msg.group(1) if msg else match.group("rest")
+            reason = f"{task or 'a task'} on {match.group('host')}: {detail}"
+        elif "Idempotence test failed" in line:
+            # Molecule lists the changed tasks on the lines that follow, "* [host] => task".
+            changed = [t.strip().lstrip("* ") for t in lines[i + 1 : i + 11] if t.strip().startswith("* [")]
+            reason = "idempotence: changed on the second run: " + "; ".join(changed or ["(tasks not listed)"])
+        elif line.startswith(("CRITICAL", "ERROR")) and "glob failed" not in line:
+            reason = line.strip()  # "glob failed" is molecule's notice that there is no default scenario
+    return reason if len(reason) <= limit else reason[: limit - 3] + "..."
 
 
 def scenarios(include_hardware: bool = False) -> list[str]:
@@ -58,15 +96,17 @@ def run_scenario(name: str) -> dict:
         record["test_s"] = round(time.monotonic() - started, 1)
         if proc.returncode != 0:
             record["failed_step"] = "molecule test"
+            record["reason"] = failure_reason(proc.stdout)
             return record
         check_started = time.monotonic()
-        proc = molecule("converge", "-s", name, "--", "--check", "--diff", capture=True)
+        proc = molecule("converge", "-s", name, "--", "--check", "--diff")
         record["check_s"] = round(time.monotonic() - check_started, 1)
         recaps = RECAP.findall(proc.stdout)
         changed = {host: int(ch) for host, _ok, ch, _u, _f in recaps}
         record["check_changed"] = changed
         if proc.returncode != 0 or not recaps:
             record["failed_step"] = "check mode converge"
+            record["reason"] = failure_reason(proc.stdout)
             return record
         if any(changed.values()):
             record["failed_step"] = f"check mode on converged nodes reported changes: {changed}"
@@ -96,6 +136,8 @@ def main() -> int:
             f"  {r['scenario']:<36} {state:<10} test {r.get('test_s', '-')}s, check {r.get('check_s', '-')}s, "
             f"total {r.get('total_s', '-')}s"
         )
+        if r.get("reason"):
+            print(f"    why: {r['reason']}")
     failed = [r for r in results if not r["ok"]]
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
