@@ -113,6 +113,12 @@ def run_scenario(name: str) -> dict:
             return record
         record["ok"] = True
         return record
+    except KeyboardInterrupt:
+        # SIGINT: Ctrl-C, or the suite's deadline (tests/run-suite.sh). The nodes are destroyed below,
+        # then main() stops and prints the summary.
+        record["failed_step"] = "interrupted (SIGINT)"
+        record["interrupted"] = True
+        return record
     finally:
         molecule("destroy", "-s", name)
         record["total_s"] = round(time.monotonic() - started, 1)
@@ -128,7 +134,14 @@ def main() -> int:
     if unknown:
         print(f"unknown scenario(s): {unknown}; known: {scenarios()}", file=sys.stderr)
         return 2
-    results = [run_scenario(n) for n in names]
+    results = []
+    for name in names:
+        results.append(run_scenario(name))
+        if results[-1].get("interrupted"):
+            results += [
+                {"scenario": n, "ok": False, "failed_step": "not run (interrupted)"} for n in names[len(results) :]
+            ]
+            break
     print("\nMolecule summary")
     for r in results:
         state = "PASS" if r["ok"] else f"FAIL ({r.get('failed_step')})"
