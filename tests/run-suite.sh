@@ -49,7 +49,7 @@ for part in $parts; do
     failed=$((failed + 1))
     while IFS= read -r line; do
       why+=("  ${part}: ${line:0:400}")
-    done < <(grep -E '^(FAILED|ERROR) |^    why: |^  [a-z_]+ +FAIL |\*\*\* |^[a-z]+: (error|failed)' "$logs/$part.log" | tail -n 12)
+    done < <(grep -E '^(FAILED|ERROR)[: ]|^    why: |^  [a-z_]+ +FAIL |\*\*\* |^[a-z]+: (error|failed)' "$logs/$part.log" | tail -n 12)
   fi
 done
 echo
