@@ -528,8 +528,8 @@ def build_agents(
         build_s = time.monotonic() - t0
         steps = _cache_summary(log_file)
         log(
-            f"agent image built in {build_s:.0f} s; {steps['cached']} steps CACHED, tools from cache: "
-            f"{steps['tools_cached']}"
+            f"agent image built in {build_s:.0f} s; {steps['cached']}/{steps['layer_steps']} layer steps CACHED, "
+            f"tools from cache: {steps['tools_cached']}"
         )
         t0 = time.monotonic()
         builder.sh(f"docker save -o /out/agent.tar {agent_ref}", "saving the agent image", STEP_TIMEOUT)
@@ -602,12 +602,12 @@ def _cache_summary(log_file: Path) -> Dict[str, Any]:
     image_build = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = image_build  # dataclasses look their module up while the class is made
     spec.loader.exec_module(image_build)
-    steps = image_build.parse_plain_progress(log_file.read_text(encoding="utf-8", errors="replace")).steps
-    layers = [s for s in steps if s.is_layer]
-    tools = [s for s in layers if "cargo-install cargo-" in s.name]
+    build_log = image_build.parse_plain_progress(log_file.read_text(encoding="utf-8", errors="replace"))
+    summary = build_log.summary()
+    tools = [s for s in build_log.steps if s.is_layer and "cargo-install cargo-" in s.name]
     return {
-        "cached": sum(1 for s in layers if s.cached),
-        "layer_steps": len(layers),
+        "cached": summary["cached_steps"],
+        "layer_steps": summary["layer_steps"],
         "tools_cached": bool(tools) and all(s.cached for s in tools),
     }
 
