@@ -3,9 +3,22 @@
 
 Each image in recipes.yml is debootstrapped from the Debian mirror that this machine's apt already
 uses, imported into the local Docker engine with systemd as its command, and tagged twice:
-``raibid-node:<name>-<hash>`` (the recipe hash) and ``raibid-node:<name>`` (the alias scenarios use).
-An image whose hashed tag exists is not rebuilt. Foreign architectures (arm64 on x86_64) are built
-under qemu-user emulation; binfmt_misc is set up here when needed.
+``raibid-node:<name>-<hash>`` and ``raibid-node:<name>`` (the alias scenarios use). An image whose
+hashed tag exists is not rebuilt. Foreign architectures (arm64 on x86_64) are built under qemu-user
+emulation; binfmt_misc is set up here when needed.
+
+The hash (``image_hash``) covers what shapes the image: the recipe entry (suite, packages, kind, env),
+the architecture, the Debian mirror URL debootstrap fetches from, and the bytes of this script, so a
+changed build script rebuilds every image instead of testing old ones. Not covered: the host's
+debootstrap and qemu versions, and the suite's contents on the day (a point release does not rebuild;
+``--force`` does).
+
+Every external command is bounded; one that runs past its limit is stopped (SIGTERM, then SIGKILL, to
+its process group) and the build fails naming it, e.g. "debootstrap of trixie-arm64 did not finish in
+1800 s". Limits in seconds, each overridable with ``RAIBID_NODE_<STEP>_TIMEOUT``:
+DEBOOTSTRAP 1800 (arm64 under qemu takes up to ~8 min here, amd64 ~1 min), IMPORT 900 (tar | docker
+import), SAVE 900 (docker save), APT 900 (installing debootstrap/qemu), BINFMT 120 (binfmt_misc set-up),
+DOCKER 120 (docker image inspect/tag), LOCK 3600 (waiting for another build.py of the same image).
 
 Usage: build.py [--list] [--force] [NAME ...]     (no NAME: every image)
        build.py --archive NAME                    build if needed, write `docker save` of it to
@@ -17,27 +30,40 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO, Any, Mapping, Optional, Union
 
 import yaml
 
-HERE = Path(__file__).resolve().parent
+SCRIPT = Path(__file__).resolve()
+HERE = SCRIPT.parent
 REPOSITORY = "raibid-node"
-# Bump when the build steps below change in a way that changes the image.
-BUILD_FORMAT = 2
 WORK_ROOT = Path(os.environ.get("RAIBID_NODE_BUILD_DIR", "/var/tmp/raibid-node-build"))
 HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
 QEMU_BINFMT = {"arm64": "qemu-aarch64", "amd64": "qemu-x86_64"}
+
+# Seconds each kind of external command may take (module docstring); RAIBID_NODE_<STEP>_TIMEOUT overrides.
+TIMEOUTS = {
+    "DEBOOTSTRAP": 1800,
+    "IMPORT": 900,
+    "SAVE": 900,
+    "APT": 900,
+    "BINFMT": 120,
+    "DOCKER": 120,
+    "LOCK": 3600,
+}
 
 # Units that have nothing to do inside a container and only make systemd report failures.
 MASKED_UNITS = [
@@ -55,12 +81,78 @@ MASKED_UNITS = [
 ]
 
 
+class NodeImageError(RuntimeError):
+    """A build step failed or ran past its limit; the message names it."""
+
+
 def log(msg: str) -> None:
     print(f"[node-images] {msg}", flush=True)
 
 
-def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=True, **kw)
+def step_timeout(step: str) -> int:
+    """The limit in seconds for a kind of step (TIMEOUTS), or RAIBID_NODE_<STEP>_TIMEOUT."""
+    value = os.environ.get(f"RAIBID_NODE_{step}_TIMEOUT", "").strip()
+    if not value:
+        return TIMEOUTS[step]
+    if not value.isdigit() or int(value) == 0:
+        raise NodeImageError(f"RAIBID_NODE_{step}_TIMEOUT: a number of seconds > 0, not {value!r}")
+    return int(value)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End a command started in its own session: SIGTERM to its group (debootstrap unmounts then), SIGKILL."""
+    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 30)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(grace)
+
+
+def run(
+    cmd: list[str],
+    what: str,
+    step: str,
+    *,
+    check: bool = True,
+    capture: bool = False,
+    stdin: Optional[IO[bytes]] = None,
+    stdout: Union[int, IO[Any], None] = None,
+    env: Optional[Mapping[str, str]] = None,
+) -> subprocess.CompletedProcess:
+    """Run cmd within the limit of ``step``; raise NodeImageError naming ``what`` when it fails or hangs.
+
+    The command's stdout goes to stderr unless ``stdout`` says otherwise: build.py's stdout carries only its
+    own lines (--archive prints a path there).
+    """
+    limit = step_timeout(step)
+    if stdout is None:
+        stdout = 2
+    proc = subprocess.Popen(
+        cmd,
+        stdin=stdin,
+        stdout=subprocess.PIPE if capture else stdout,
+        stderr=subprocess.PIPE if capture else None,
+        env=None if env is None else dict(env),
+        text=capture,
+        start_new_session=True,  # so that a timeout stops the command's children too
+    )
+    try:
+        out, err = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        raise NodeImageError(
+            f"{what} did not finish in {limit} s (stopped; RAIBID_NODE_{step}_TIMEOUT raises the limit)"
+        ) from None
+    except BaseException:
+        _stop(proc)
+        raise
+    if check and proc.returncode != 0:
+        detail = f": {err.strip()[-2000:]}" if err and err.strip() else ""
+        raise NodeImageError(f"{what} failed (rc={proc.returncode}, {' '.join(cmd[:4])} ...){detail}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def load_recipes() -> dict:
@@ -68,15 +160,31 @@ def load_recipes() -> dict:
         return yaml.safe_load(fh)["images"]
 
 
-def recipe_hash(recipe: dict) -> str:
-    blob = json.dumps({"format": BUILD_FORMAT, "recipe": recipe}, sort_keys=True)
+def image_hash(recipe: Mapping[str, Any], *, arch: str, mirror: str, script: bytes) -> str:
+    """The tag hash of an image: its recipe entry (suite included), architecture, Debian mirror and build script."""
+    blob = json.dumps(
+        {
+            "recipe": recipe,
+            "arch": arch,
+            "mirror": mirror.rstrip("/"),
+            "script": hashlib.sha256(script).hexdigest(),
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def recipe_hash(recipe: dict) -> str:
+    """``image_hash`` of a recipe as this machine would build it (its mirror, this script)."""
+    return image_hash(recipe, arch=recipe.get("arch", HOST_ARCH), mirror=debian_mirror(), script=SCRIPT.read_bytes())
+
+
 def image_exists(ref: str) -> bool:
-    return subprocess.run(["docker", "image", "inspect", ref], check=False, capture_output=True).returncode == 0
+    proc = run(["docker", "image", "inspect", ref], f"docker image inspect {ref}", "DOCKER", check=False, capture=True)
+    return proc.returncode == 0
 
 
+@functools.cache
 def debian_mirror() -> str:
     """The Debian archive URI this machine's apt uses (never hard-coded here)."""
     if os.environ.get("RAIBID_DEBIAN_MIRROR"):
@@ -109,8 +217,8 @@ def ensure_tools(arch: str) -> None:
     if packages:
         log(f"installing {' '.join(packages)} with apt-get")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        run(["apt-get", "update", "-qq"], env=env)
-        run(["apt-get", "install", "-y", "-qq", *packages], env=env)
+        run(["apt-get", "update", "-qq"], "apt-get update", "APT", env=env)
+        run(["apt-get", "install", "-y", "-qq", *packages], f"apt-get install {' '.join(packages)}", "APT", env=env)
     if arch != HOST_ARCH:
         ensure_binfmt(arch)
 
@@ -119,10 +227,10 @@ def ensure_binfmt(arch: str) -> None:
     entry = Path("/proc/sys/fs/binfmt_misc") / QEMU_BINFMT[arch]
     if not Path("/proc/sys/fs/binfmt_misc/register").exists():
         log("mounting binfmt_misc")
-        run(["mount", "-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc"])
+        run(["mount", "-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc"], "mounting binfmt_misc", "BINFMT")
     if not entry.exists() or "enabled" not in entry.read_text():
         log(f"enabling binfmt {QEMU_BINFMT[arch]}")
-        run(["update-binfmts", "--enable", QEMU_BINFMT[arch]])
+        run(["update-binfmts", "--enable", QEMU_BINFMT[arch]], f"update-binfmts --enable {QEMU_BINFMT[arch]}", "BINFMT")
     if not entry.exists():
         sys.exit(f"node-images: binfmt entry {entry} still missing; cannot run {arch} binaries")
 
@@ -131,15 +239,36 @@ def build(name: str, recipe: dict, force: bool) -> None:
     # One builder per image at a time: parallel Molecule runs may ask for the same missing image.
     WORK_ROOT.mkdir(parents=True, exist_ok=True)
     with open(WORK_ROOT / f"{name}.lock", "w", encoding="utf-8") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        wait_for_lock(lock, name)
         _build_locked(name, recipe, force)
+
+
+def wait_for_lock(lock: IO[str], name: str) -> None:
+    """flock the image's lock file, waiting at most the LOCK limit for another build.py of it."""
+    limit = step_timeout("LOCK")
+    deadline = time.monotonic() + limit
+    waiting = False
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise NodeImageError(
+                    f"another build of {name} held {lock.name} for more than {limit} s "
+                    "(RAIBID_NODE_LOCK_TIMEOUT raises the limit)"
+                ) from None
+            if not waiting:
+                log(f"{name}: waiting for another build of it ({lock.name})")
+                waiting = True
+            time.sleep(1)
 
 
 def _build_locked(name: str, recipe: dict, force: bool) -> None:
     digest = recipe_hash(recipe)
     hashed, alias = f"{REPOSITORY}:{name}-{digest}", f"{REPOSITORY}:{name}"
     if image_exists(hashed) and not force:
-        run(["docker", "tag", hashed, alias])
+        run(["docker", "tag", hashed, alias], f"docker tag {hashed} {alias}", "DOCKER")
         log(f"{alias}: up to date ({hashed})")
         return
     arch = recipe.get("arch", HOST_ARCH)
@@ -158,30 +287,63 @@ def _build_locked(name: str, recipe: dict, force: bool) -> None:
             debian_mirror(),
         ]
         log(f"{alias}: {' '.join(cmd)}")
-        run(cmd, stdout=subprocess.DEVNULL)
+        run(cmd, f"debootstrap of {name}", "DEBOOTSTRAP", stdout=subprocess.DEVNULL)
         base = recipe.get("kind", "node") == "base"
         prepare_base_rootfs(rootfs) if base else prepare_rootfs(rootfs)
         log(f"{alias}: importing into Docker")
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        run(
-            [
-                "docker",
-                "import",
-                *import_changes(recipe, digest, name),
-                "-",
-                hashed,
-            ],
-            stdin=tar.stdout,
-            stdout=subprocess.DEVNULL,
-        )
-        if tar.wait() != 0:
-            sys.exit(f"node-images: tar of {rootfs} failed")
-        run(["docker", "tag", hashed, alias])
+        docker_import(rootfs, [*import_changes(recipe, digest, name), "-", hashed], name)
+        run(["docker", "tag", hashed, alias], f"docker tag {hashed} {alias}", "DOCKER")
     finally:
-        shutil.rmtree(rootfs, ignore_errors=True)
+        remove_rootfs(rootfs)
     elapsed = time.monotonic() - started
     log(f"{alias}: built in {elapsed:.0f}s ({hashed})")
     record_timing(name, hashed, elapsed)
+
+
+def docker_import(rootfs: Path, import_args: list[str], name: str) -> None:
+    """``tar -C rootfs -c . | docker import ARGS``, both within the IMPORT limit."""
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE, start_new_session=True)
+    assert tar.stdout is not None
+    try:
+        run(
+            ["docker", "import", *import_args],
+            f"docker import of {name}",
+            "IMPORT",
+            stdin=tar.stdout,
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            rc = tar.wait(60)  # docker import has read the whole stream: tar is done or about to be
+        except subprocess.TimeoutExpired:
+            raise NodeImageError(f"tar of {rootfs} for {name} did not exit 60 s after docker import") from None
+    except BaseException:
+        _stop(tar)
+        raise
+    finally:
+        tar.stdout.close()
+    if rc != 0:
+        raise NodeImageError(f"tar of {rootfs} for {name} failed (rc={rc})")
+
+
+def mounts_below(directory: Path, mounts: Path = Path("/proc/self/mounts")) -> list[str]:
+    """Mount points under ``directory`` (from ``mounts``), deepest first."""
+    prefix = str(directory) + "/"
+    with mounts.open(encoding="utf-8") as fh:
+        points = [fields[1] for fields in (line.split() for line in fh) if len(fields) > 1]
+    return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
+
+
+def remove_rootfs(rootfs: Path) -> None:
+    """Delete the build tree; first detach what a stopped debootstrap left mounted in it (/proc, /sys, a bound
+    /dev), and never recurse into a mount that is still there."""
+    for point in mounts_below(rootfs):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run(["umount", "-l", point], check=False, capture_output=True, timeout=60)
+    left = mounts_below(rootfs)
+    if left:
+        log(f"not deleting {rootfs}: still mounted below it: {', '.join(left)}")
+        return
+    shutil.rmtree(rootfs, ignore_errors=True)
 
 
 def save_archive(name: str, recipe: dict) -> Path:
@@ -194,7 +356,12 @@ def save_archive(name: str, recipe: dict) -> Path:
         for stale in directory.glob(f"{name}-*.tar"):
             stale.unlink()
         partial = path.with_suffix(".tar.part")
-        run(["docker", "save", "--output", str(partial), f"{REPOSITORY}:{name}"], stdout=subprocess.DEVNULL)
+        run(
+            ["docker", "save", "--output", str(partial), f"{REPOSITORY}:{name}"],
+            f"docker save of {name}",
+            "SAVE",
+            stdout=subprocess.DEVNULL,
+        )
         partial.rename(path)
     return path
 
@@ -254,6 +421,14 @@ def main() -> int:
     parser.add_argument("--list", action="store_true", help="print name, hashed tag and state")
     parser.add_argument("--archive", action="store_true", help="save the image as an archive and print its path")
     args = parser.parse_args()
+    try:
+        return _main(args)
+    except NodeImageError as exc:
+        print(f"node-images: {exc}", file=sys.stderr, flush=True)
+        return 1
+
+
+def _main(args: argparse.Namespace) -> int:
     recipes = load_recipes()
     unknown = [n for n in args.names if n not in recipes]
     if unknown:

@@ -88,6 +88,10 @@ STEP_TIMEOUT = _timeout("STEP", 900)  # load / save / small builds
 CAPABILITIES = yaml.safe_load((ROOT / "molecule" / "_shared" / "node.yml").read_text(encoding="utf-8"))[
     "raibid_node_capabilities"
 ]
+sys.path.insert(0, str(HERE.parent))
+import node_cgroup  # tests/testbed/node_cgroup.py: the cgroup flags, by the host's cgroup version
+
+sys.path.pop(0)
 
 DIND_ENTRYPOINT = """#!/bin/sh
 # Minimal stand-in for docker:dind's dockerd-entrypoint.sh: no TLS generation (the Pods bring their
@@ -412,12 +416,18 @@ class Builder:
         cmd = ["docker", "run", "-d", "--name", self.name, "--label", f"{BUILDER_LABEL}=1"]
         cmd += [arg for cap in CAPABILITIES for arg in ("--cap-add", cap)]
         cmd += ["--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined"]
-        cmd += ["--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/tmp"]
+        try:
+            cgroup = node_cgroup.node_cgroup_flags(
+                node_cgroup.detect_cgroup_version(), ["/bin/sh", "-c", "exec sleep infinity"], systemd=False
+            )
+        except (OSError, ValueError) as exc:
+            raise E2EImageError(f"choosing the builder's cgroup flags: {exc}") from exc
+        cmd += [*cgroup.docker_run_flags(), "--tmpfs", "/run", "--tmpfs", "/tmp"]
         cmd += ["-v", f"{self.volumes[0]}:/var/lib/docker", "-v", f"{self.volumes[1]}:/var/lib/containerd"]
         cmd += ["-e", "DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1"]
         for mount in self.mounts:
             cmd += ["-v", mount]
-        cmd += ["--entrypoint", "/bin/sh", f"raibid-node:{BUILDER_RECIPE}", "-c", "exec sleep infinity"]
+        cmd += ["--entrypoint", cgroup.command[0], f"raibid-node:{BUILDER_RECIPE}", *cgroup.command[1:]]
         run(cmd, f"starting the builder container {self.name}", 120)
         try:
             # The containerd image store (BuildKit cache export needs it), and the MTU of the builder's own

@@ -15,6 +15,13 @@
 # plane only gets the node parts added without rebuilding the API server). Safe to run
 # concurrently (flock). Prints the build time; records package versions in versions.txt.
 #
+# The Go toolchain, reflect2 and etcd come from bookworm's binary packages, which carry one version
+# at a time: they are not pinned like the kubernetes source, but recorded and checked. Each built part
+# writes what it was made from to CACHE/<part>.inputs (control-plane, node: the kubernetes source and
+# commit, each package=version as unpacked, `go version`, and for etcd `etcd --version`); a part whose
+# record differs from what this run would use (the pin, else apt's candidate) is rebuilt, and a warm
+# run logs the versions it has. K8S_GO_DEB_VERSION / K8S_ETCD_DEB_VERSION pin golang-1.19-* / etcd-*.
+#
 # Usage: tests/testbed/k8s/build.sh            build what is missing, print the bin directory
 #        K8S_TESTBED_NODE=0 build.sh           the control plane only (what start.sh needs by default)
 #        K8S_TESTBED_REBUILD=1 build.sh        rebuild everything wanted (warm Go cache)
@@ -32,13 +39,73 @@ WANT_NODE=${K8S_TESTBED_NODE:-1}
 here=$(cd "$(dirname "$0")" && pwd)
 log() { echo "[k8s-testbed build] $*" >&2; }
 
+SOURCE_KEY="$K8S_DEB_VERSION commit $K8S_GIT_COMMIT"
+NODE_DEBS=(golang-1.19-go golang-1.19-src golang-github-modern-go-reflect2-dev)
+CP_DEBS=("${NODE_DEBS[@]}" etcd-server etcd-client)
+pinned() { # package -> its pinned version, or nothing
+  case $1 in
+    golang-1.19-*) echo "${K8S_GO_DEB_VERSION:-}" ;;
+    etcd-*) echo "${K8S_ETCD_DEB_VERSION:-}" ;;
+  esac
+}
+# WANT[package]: the version this run would unpack: the pin, else apt's candidate (read once, no
+# network; unset when the apt lists do not know the package, and then the part is not checked).
+declare -A WANT=()
+while read -r pkg ver; do
+  WANT[$pkg]=$ver
+done < <(LC_ALL=C apt-cache policy "${CP_DEBS[@]}" 2>/dev/null |
+  awk '/^[^ ]/ {p = $1; sub(/:$/, "", p)} $1 == "Candidate:" && $2 != "(none)" {print p, $2}')
+for pkg in "${CP_DEBS[@]}"; do
+  pin=$(pinned "$pkg")
+  [ -z "$pin" ] || WANT[$pkg]=$pin
+done
+deb_spec() { # package -> what apt-get download gets: pkg=version when pinned
+  local pin
+  pin=$(pinned "$1")
+  echo "$1${pin:+=$pin}"
+}
+recorded() { # part key -> the value in CACHE/<part>.inputs
+  [ -f "$CACHE/$1.inputs" ] && awk -v k="$2" 'index($0, k "=") == 1 {print substr($0, length(k) + 2)}' "$CACHE/$1.inputs"
+}
+# Why a part's binaries must be rebuilt ("" when its inputs are what this run would use).
+stale_reason() { # part package...
+  local part=$1 pkg have
+  shift
+  [ -s "$CACHE/$part.inputs" ] || {
+    echo "no record of what it was built from ($CACHE/$part.inputs)"
+    return
+  }
+  have=$(recorded "$part" kubernetes-source)
+  [ "$have" = "$SOURCE_KEY" ] || {
+    echo "kubernetes source ${have:-?} -> $SOURCE_KEY"
+    return
+  }
+  for pkg in "$@"; do
+    have=$(recorded "$part" "$pkg")
+    [ -z "${WANT[$pkg]:-}" ] || [ "$have" = "${WANT[$pkg]}" ] || {
+      echo "$pkg ${have:-?} -> ${WANT[$pkg]}"
+      return
+    }
+  done
+}
+built_from() { # part package... -> one line: the versions it was built from, and what was not checked
+  local part=$1 pkg line unchecked=()
+  shift
+  line=$(grep -v '^#' "$CACHE/$part.inputs" | paste -sd' ')
+  for pkg in "$@"; do [ -n "${WANT[$pkg]:-}" ] || unchecked+=("$pkg"); done
+  echo "$line; $(sed -n 's/^# //p' "$CACHE/$part.inputs" | paste -sd';')${unchecked[*]:+; not checked (no apt candidate): ${unchecked[*]}}"
+}
+
 all_x() { # dir file...
   local dir=$1 f
   shift
   for f in "$@"; do [ -x "$dir/$f" ] || return 1; done
 }
-have_cp() { all_x "$BIN" kube-apiserver kube-controller-manager etcd etcdctl; }
-have_node_bins() { all_x "$BIN" kubelet kube-scheduler; }
+have_cp() {
+  all_x "$BIN" kube-apiserver kube-controller-manager etcd etcdctl &&
+    [ -z "$(stale_reason control-plane "${CP_DEBS[@]}")" ]
+}
+have_node_bins() { all_x "$BIN" kubelet kube-scheduler && [ -z "$(stale_reason node "${NODE_DEBS[@]}")" ]; }
 have_cni() { all_x "$CNI_BIN" bridge host-local loopback portmap; }
 have_images() { [ -s "$IMAGES/pause.tar" ] && [ -s "$IMAGES/busybox.tar" ]; }
 have_all() {
@@ -47,7 +114,13 @@ have_all() {
   have_node_bins && have_cni && have_images
 }
 
+say_cached() {
+  log "cached control plane, built from $(built_from control-plane "${CP_DEBS[@]}")"
+  [ "$WANT_NODE" = 0 ] || log "cached kubelet + scheduler, built from $(built_from node "${NODE_DEBS[@]}")"
+}
+
 if [ -z "${K8S_TESTBED_REBUILD:-}" ] && have_all; then
+  say_cached
   echo "$BIN"
   exit 0
 fi
@@ -57,6 +130,7 @@ exec 9>"$CACHE/.build.lock"
 flock 9
 # Another run may have finished the build while we waited for the lock.
 if [ -z "${K8S_TESTBED_REBUILD:-}" ] && have_all; then
+  say_cached
   echo "$BIN"
   exit 0
 fi
@@ -67,9 +141,17 @@ if [ -n "${K8S_TESTBED_REBUILD:-}" ]; then
   build_cp=true
   [ "$WANT_NODE" = 1 ] && build_node_bins=true build_cni=true build_images=true
 else
-  have_cp || build_cp=true
+  if ! have_cp; then
+    build_cp=true
+    why=$(stale_reason control-plane "${CP_DEBS[@]}")
+    log "building the control plane: ${why:-binaries missing}"
+  fi
   if [ "$WANT_NODE" = 1 ]; then
-    have_node_bins || build_node_bins=true
+    if ! have_node_bins; then
+      build_node_bins=true
+      why=$(stale_reason node "${NODE_DEBS[@]}")
+      log "building kubelet + scheduler: ${why:-binaries missing}"
+    fi
     have_cni || build_cni=true
     have_images || build_images=true
   fi
@@ -129,6 +211,21 @@ set_version() { # key value
   rm -f "$f.tmp"
 }
 deb_version() { dpkg-deb -f "$1" Version; }
+# CACHE/<part>.inputs: what the part's binaries were made from (the .debs as unpacked), the cache key.
+write_inputs() { # part "# note"... package...
+  local part=$1 f=$CACHE/$1.inputs arg
+  shift
+  {
+    echo "kubernetes-source=$SOURCE_KEY"
+    for arg in "$@"; do
+      case $arg in
+        "# "*) echo "$arg" ;;
+        *) echo "$arg=$(deb_version "$WORK"/debs/"$arg"_*.deb)" ;;
+      esac
+    done
+  } >"$f.tmp"
+  mv "$f.tmp" "$f"
+}
 
 WORK=$CACHE/work
 PREFIX=$CACHE/prefix
@@ -142,8 +239,12 @@ $build_cp && what+=(cmd/kube-apiserver cmd/kube-controller-manager)
 $build_node_bins && what+=(cmd/kubelet cmd/kube-scheduler)
 
 if [ ${#what[@]} -gt 0 ]; then
-  debs=(golang-1.19-go golang-1.19-src golang-github-modern-go-reflect2-dev)
-  $build_cp && debs+=(etcd-server etcd-client)
+  debs=()
+  if $build_cp; then
+    for pkg in "${CP_DEBS[@]}"; do debs+=("$(deb_spec "$pkg")"); done
+  else
+    for pkg in "${NODE_DEBS[@]}"; do debs+=("$(deb_spec "$pkg")"); done
+  fi
   log "downloading ${debs[*]}"
   (cd "$WORK/debs" && download "${debs[@]}")
   for deb in "$WORK"/debs/*.deb; do
@@ -201,16 +302,27 @@ if [ ${#what[@]} -gt 0 ]; then
   for w in "${what[@]}"; do
     install -m 0755 "$SRC/_output/local/bin/linux/$arch/${w#cmd/}" "$BIN/${w#cmd/}"
   done
+  go_version=$(GOROOT="$GOROOT_DIR" "$GOROOT_DIR/bin/go" version 2>&1) || go_version="go version failed: $go_version"
   set_version go "$(deb_version "$WORK"/debs/golang-1.19-go_*.deb)"
+  set_version go-version "$go_version"
   set_version reflect2 "$(deb_version "$WORK"/debs/golang-github-modern-go-reflect2-dev_*.deb)"
   set_version kubernetes-source "$K8S_DEB_VERSION (v${K8S_VERSION}, commit ${K8S_GIT_COMMIT})"
   if $build_cp; then
     install -m 0755 "$PREFIX/usr/bin/etcd" "$BIN/etcd"
     install -m 0755 "$PREFIX/usr/bin/etcdctl" "$BIN/etcdctl"
+    # etcd 3.4 exits at once on arm64 unless ETCD_UNSUPPORTED_ARCH names it (amd64 ignores it).
+    etcd_version=$(ETCD_UNSUPPORTED_ARCH=$arch "$BIN/etcd" --version 2>&1 | paste -sd';') ||
+      etcd_version="etcd --version failed: $etcd_version"
     set_version etcd-server "$(deb_version "$WORK"/debs/etcd-server_*.deb)"
+    set_version etcd-client "$(deb_version "$WORK"/debs/etcd-client_*.deb)"
+    set_version etcd-version "$etcd_version"
     "$BIN/kube-apiserver" --version >&2
+    write_inputs control-plane "# $go_version" "# $etcd_version" "${CP_DEBS[@]}"
   fi
-  $build_node_bins && "$BIN/kubelet" --version >&2
+  if $build_node_bins; then
+    "$BIN/kubelet" --version >&2
+    write_inputs node "# $go_version" "${NODE_DEBS[@]}"
+  fi
   # Keep only the binaries and the Go build cache (the tree is 3 GB during the build).
   rm -rf "$WORK" "$PREFIX"
   mkdir -p "$WORK/debs" "$PREFIX"
