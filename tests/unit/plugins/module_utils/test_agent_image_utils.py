@@ -45,6 +45,7 @@ from ansible_collections.raibid.dgx_spark.plugins.module_utils.agent_image impor
     validate_options,
     with_timeout,
 )
+from ansible_collections.raibid.dgx_spark.tests.unit.plugins.fakes import agent_tools, stand_in
 
 PINNED = {"cargo-nextest": "0.9.100", "cargo-audit": "0.21.2", "cargo-deny": "0.18.3"}
 LABELS = {name: "x" for name in REQUIRED_LABELS} | {"raibid.agent.arch": "arm64"}
@@ -474,46 +475,9 @@ def test_argv_keeps_the_entrypoint_and_puts_no_env_values_on_the_command_line():
     assert with_timeout(["docker"], None, 5) == ["docker"]
 
 
-# The generated script, run for real by each POSIX shell on this host against stand-in tools.
-STUBS = {
-    "git": 'case "$1" in --version) echo "git version 2.39.5";; lfs) echo "git-lfs/3.3.0 (GitHub; linux arm64)";; esac',
-    "ssh": 'echo "OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15 3 Sep 2024" >&2',
-    "docker": 'if [ "$1" = buildx ]; then echo "github.com/docker/buildx v0.24.0 d0e5e86"; '
-    'else echo "Docker version 28.2.2, build e6534b4"; fi',
-    "rustc": 'echo "rustc 1.85.0 (4d91de4e4 2025-02-17)"',
-    "rustfmt": 'echo "rustfmt 1.8.0-stable (4d91de4e48 2025-02-17)"',
-    "cargo-clippy": 'echo "clippy 0.1.85 (4d91de4e48 2025-02-17)"',
-    "cargo-audit": 'echo "cargo-audit-audit 0.21.2"',
-    "cargo-deny": 'echo "cargo-deny 0.18.3"',
-    "cargo-nextest": 'if [ "$2" = --version ]; then echo "cargo-nextest 0.9.100 (3c9f1ac 2025-06-20)"; exit 0; fi\n'
-    '[ "$CARGO_NET_OFFLINE" = true ] || { echo "error: would need the network" >&2; exit 101; }\n'
-    'grep -q "#\\[test\\]" src/main.rs || { echo "error: no tests to run" >&2; exit 4; }\n'
-    'echo "     Summary [   0.004s] 1 test run: 1 passed, 0 skipped" >&2',
-    # Like cargo: subcommands are cargo-<name> executables on PATH.
-    "cargo": 'case "$1" in\n'
-    '  --version) echo "cargo 1.85.0 (d73d2caf9 2024-12-31)";;\n'
-    '  new) mkdir -p "$4/src" && echo "fn main() {}" > "$4/src/main.rs" && echo "Creating \\`$4\\`" >&2;;\n'
-    '  build) [ -f src/main.rs ] && echo "    Finished \\`release\\` profile [optimized] target(s) in 0.31s" >&2;;\n'
-    '  test) grep -q "#\\[test\\]" src/main.rs && echo "test result: ok. 1 passed; 0 failed";;\n'
-    '  *) command -v "cargo-$1" >/dev/null || { echo "error: no such command: \\`$1\\`" >&2; exit 101; }\n'
-    '     exec "cargo-$1" "$@";;\n'
-    "esac",
-    "raibid-agent": "echo '" + json.dumps(HEALTH_OK) + "'",
-}
+# The generated script, run for real by each POSIX shell on this host against the stand-in tools of
+# fakes/agent_tools.py (they refuse arguments the real tools refuse).
 SHELLS = [s for s in ("dash", "busybox", "bash") if shutil.which(s)]
-
-
-def stub_tools(bin_dir, missing=()):
-    bin_dir.mkdir(exist_ok=True)
-    for name, body in STUBS.items():
-        if name not in missing:
-            (bin_dir / name).write_text("#!/bin/sh\n" + body + "\n")
-            (bin_dir / name).chmod(0o755)
-    # The real coreutils the script needs, and nothing else of the host's PATH.
-    for tool in ("sh", "id", "base64", "tr", "mkdir", "rm", "cat", "grep", "test"):
-        path = shutil.which(tool)
-        if path and not (bin_dir / tool).exists():
-            (bin_dir / tool).symlink_to(path)
 
 
 def run_script(shell, script, bin_dir, tmp_path):
@@ -527,7 +491,7 @@ def run_script(shell, script, bin_dir, tmp_path):
 @pytest.mark.parametrize("missing", [(), ("cargo-audit",)])
 def test_generated_script_runs_in_posix_shells(tmp_path, shell, missing):
     bin_dir = tmp_path / "bin"
-    stub_tools(bin_dir, missing)
+    stand_in.install_agent_tools(bin_dir, missing)
     writable = [str(tmp_path / "workspace"), str(tmp_path / "ro")]
     os.mkdir(writable[0])
     os.mkdir(writable[1], 0o500)
@@ -549,3 +513,31 @@ def test_generated_script_runs_in_posix_shells(tmp_path, shell, missing):
     results, done = parse_check_lines(proc.stdout)
     checks = probe_checks(cargo, results, "missing")
     assert done and [(c.name, c.status) for c in checks] == [(n, "ok") for n in CARGO_CHECKS], checks
+
+
+@pytest.mark.parametrize(
+    ("tool", "argv"),
+    [
+        ("ssh", ["--version"]),
+        ("git", ["lfs", "--versions"]),
+        ("rustc", ["--vers"]),
+        ("cargo", ["new", "--vcs", "svn", "scratch"]),
+        ("cargo", ["build", "--release-mode"]),
+        ("cargo-nextest", ["nextest", "run", "--offline", "extra"]),
+        ("raibid-agent", ["health", "--format=json"]),
+    ],
+)
+def test_stand_in_tools_refuse_what_the_real_ones_refuse(tmp_path, tool, argv):
+    bin_dir = stand_in.install_agent_tools(tmp_path / "bin")
+    proc = subprocess.run([str(bin_dir / tool), *argv], capture_output=True, text=True, check=False)
+    assert proc.returncode == agent_tools.REFUSAL_RC.get(tool, 2) != 0 and "error:" in proc.stderr, proc.stderr
+
+
+def test_every_probe_command_is_one_the_tools_accept():
+    """ALWAYS_TOOLS and the pinned tools' version commands, as tool_command builds them, in the stand-ins' terms."""
+    for spec in tool_specs(tools_param()):
+        words = spec["command"].split()
+        tool, argv = words[0], words[1:]
+        if tool == "cargo" and argv[0] not in ("new", "build", "test") and not argv[0].startswith("-"):
+            tool = "cargo-" + argv[0]
+        agent_tools.check_argv(tool, argv)

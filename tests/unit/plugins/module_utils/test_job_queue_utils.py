@@ -1,4 +1,9 @@
-"""Unit tests for the job queue contract (plugins/module_utils/job_queue.py)."""
+"""Unit tests for the job queue contract (plugins/module_utils/job_queue.py).
+
+The Redis side runs against the stand-in server of fakes/redis_server.py through the real redis-py
+client: each test scripts the server's replies and asserts the commands our code sent and what it
+made of the replies (the real server runs in tests/integration/test_smoke_redis.py).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,15 @@ import json
 import re
 
 import pytest
+import redis
 
 from ansible_collections.raibid.dgx_spark.plugins.module_utils import job_queue as jq
+from ansible_collections.raibid.dgx_spark.tests.unit.plugins.fakes.redis_server import (
+    Error,
+    FakeRedis,
+    Status,
+    group_entry,
+)
 
 
 def test_build_job_has_every_field_the_agent_requires():
@@ -129,83 +141,163 @@ def test_parse_groups_refuses_redis_6_output():
         jq.parse_groups([{"name": "g", "consumers": 0, "pending": 0, "last-delivered-id": "0-0"}])
 
 
-class FakeStreams:
-    """Just enough of a Redis client for the pure functions (the module is tested on real Redis)."""
-
-    def __init__(self):
-        self.streams: dict[str, list] = {}
-        self.groups: dict[str, dict[str, int]] = {}
-
-    def exists(self, *names):
-        return sum(1 for n in names if n in self.streams)
-
-    def xlen(self, name):
-        return len(self.streams.get(name, []))
-
-    def xgroup_create(self, name, groupname, id="$", mkstream=False):
-        self.created_at = [*getattr(self, "created_at", []), (name, groupname, id, mkstream)]
-        if name not in self.streams:
-            if not mkstream:
-                raise RuntimeError("ERR The XGROUP subcommand requires the key to exist")
-            self.streams[name] = []
-        if groupname in self.groups.setdefault(name, {}):
-            raise RuntimeError("BUSYGROUP Consumer Group name already exists")
-        self.groups[name][groupname] = len(self.streams[name]) if id == "$" else 0
-
-    def xadd(self, name, fields):
-        self.streams.setdefault(name, []).append(fields)
-        return f"{len(self.streams[name])}-0"
-
-    def xinfo_groups(self, name):
-        return [
-            {
-                "name": g,
-                "consumers": 0,
-                "pending": 0,
-                "last-delivered-id": "0-0",
-                "entries-read": at,
-                "lag": len(self.streams[name]) - at,
-            }
-            for g, at in self.groups.get(name, {}).items()
-        ]
+@pytest.fixture
+def server():
+    with FakeRedis() as fake:
+        yield fake
 
 
-def test_group_first_then_enqueue_gives_lag_one():
-    client = FakeStreams()
-    assert jq.ensure_group(client, "s", "g", create=True) is True
-    assert jq.ensure_group(client, "s", "g", create=True) is False
-    client.xadd("s", jq.encode_entry(jq.build_job("o/r")))
-    state = jq.queue_state(client, "s", "g")
-    assert state["lag"] == 1 and state["stream_length"] == 1 and state["group"]["name"] == "g"
+def client_of(server, protocol=None):
+    """A redis-py client built as the job_queue module builds it (protocol: redis-py's default)."""
+    extra = {} if protocol is None else {"protocol": protocol}
+    return redis.Redis(host=server.host, port=server.port, socket_timeout=5, decode_responses=True, **extra)
 
 
-def test_group_is_created_at_zero_so_earlier_entries_count():
-    client = FakeStreams()
-    client.xadd("s", jq.encode_entry(jq.build_job("o/r")))
-    jq.ensure_group(client, "s", "g", create=True)
-    assert client.created_at == [("s", "g", "0", True)]
-    assert jq.queue_state(client, "s", "g")["lag"] == 1
+def test_a_missing_stream_gets_the_group_as_the_agent_creates_it(server):
+    server.reply("EXISTS", 0)
+    server.reply("XGROUP CREATE", Status("OK"))
+    assert jq.ensure_group(client_of(server), "raibid:jobs", "raibid-workers", create=True) is True
+    # No XINFO GROUPS on a missing key (Redis answers "ERR no such key"); id 0, so that entries
+    # added before the group existed are delivered too.
+    assert server.sent() == [
+        ["EXISTS", "raibid:jobs"],
+        ["XGROUP", "CREATE", "raibid:jobs", "raibid-workers", "0", "MKSTREAM"],
+    ]
 
 
-def test_ensure_group_without_create_only_reports():
-    client = FakeStreams()
-    assert jq.ensure_group(client, "s", "g", create=False) is True
-    assert client.streams == {}
+def test_an_existing_group_is_left_alone(server):
+    server.reply("EXISTS", 1)
+    server.reply(
+        "XINFO GROUPS",
+        [
+            group_entry("other", consumers=1),
+            group_entry("g", consumers=2, pending=1, last_delivered_id="5-0", entries_read=5),
+        ],
+    )
+    assert jq.ensure_group(client_of(server), "s", "g", create=True) is False
+    assert server.sent() == [["EXISTS", "s"], ["XINFO", "GROUPS", "s"]]
 
 
-def test_ensure_group_reraises_other_errors():
-    class Broken(FakeStreams):
-        def xgroup_create(self, *args, **kwargs):
-            raise RuntimeError("WRONGTYPE Operation against a key holding the wrong kind of value")
+def test_another_group_on_the_stream_does_not_count_as_ours(server):
+    server.reply("EXISTS", 1)
+    server.reply("XINFO GROUPS", [group_entry("other", consumers=1)])
+    server.reply("XGROUP CREATE", Status("OK"))
+    assert jq.ensure_group(client_of(server), "s", "g", create=True) is True
+    assert server.sent()[-1] == ["XGROUP", "CREATE", "s", "g", "0", "MKSTREAM"]
 
-    with pytest.raises(RuntimeError, match="WRONGTYPE"):
-        jq.ensure_group(Broken(), "s", "g", create=True)
+
+def test_without_create_the_missing_group_is_only_reported(server):
+    server.reply("EXISTS", 0)
+    assert jq.ensure_group(client_of(server), "s", "g", create=False) is True
+    assert server.sent() == [["EXISTS", "s"]]
 
 
-def test_queue_state_missing_stream_and_missing_group():
-    client = FakeStreams()
-    assert jq.queue_state(client, "s", "g") == {"stream_exists": False, "stream_length": 0, "group": None, "lag": 0}
-    client.xadd("s", {"job": "{}"})
-    state = jq.queue_state(client, "s", "other")
-    # KEDA falls back to XLEN when the group is missing.
-    assert state["group"] is None and state["lag"] == 1
+def test_a_group_created_meanwhile_is_no_change(server):
+    """BUSYGROUP (another producer or the agent won the race) is what the agent ignores too."""
+    server.reply("EXISTS", 0)
+    server.reply("XGROUP CREATE", Error("BUSYGROUP Consumer Group name already exists"))
+    assert jq.ensure_group(client_of(server), "s", "g", create=True) is False
+
+
+def test_other_errors_of_xgroup_create_reach_the_caller(server):
+    server.reply("EXISTS", 1)
+    server.reply("XINFO GROUPS", [])
+    server.reply("XGROUP CREATE", Error("WRONGTYPE Operation against a key holding the wrong kind of value"))
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        jq.ensure_group(client_of(server), "s", "g", create=True)
+
+
+def test_queue_state_of_a_missing_stream_asks_nothing_else(server):
+    server.reply("EXISTS", 0)
+    assert jq.queue_state(client_of(server), "s", "g") == {
+        "stream_exists": False,
+        "stream_length": 0,
+        "group": None,
+        "lag": 0,
+    }
+    assert server.sent() == [["EXISTS", "s"]]
+
+
+@pytest.mark.parametrize("protocol", [None, 2, 3])
+def test_lag_is_the_groups_lag_not_the_stream_length(server, protocol):
+    """KEDA's lag mode scales on XINFO GROUPS' lag: entries delivered to the group (but maybe not yet
+    acknowledged) no longer count, however long the stream is. Either RESP version reads the same."""
+    server.reply("EXISTS", 1)
+    server.reply(
+        "XINFO GROUPS",
+        [
+            group_entry("other", lag=7),
+            group_entry("g", consumers=2, pending=3, last_delivered_id="5-0", entries_read=5, lag=2),
+        ],
+    )
+    server.answer("XLEN", 7)
+    state = jq.queue_state(client_of(server, protocol), "s", "g")
+    assert state == {
+        "stream_exists": True,
+        "stream_length": 7,
+        "group": {
+            "name": "g",
+            "consumers": 2,
+            "pending": 3,
+            "last_delivered_id": "5-0",
+            "entries_read": 5,
+            "lag": 2,
+        },
+        "lag": 2,
+    }
+
+
+def test_lag_without_the_group_is_the_stream_length_as_keda_counts_it(server):
+    server.reply("EXISTS", 1)
+    server.reply("XINFO GROUPS", [group_entry("other")])
+    server.answer("XLEN", 4)
+    state = jq.queue_state(client_of(server), "s", "g")
+    assert state["group"] is None and state["lag"] == 4 and state["stream_length"] == 4
+
+
+def test_lag_redis_cannot_tell_stays_unknown(server):
+    """Redis answers a nil lag where it cannot compute it (entries deleted from the middle of the stream,
+    per the XINFO GROUPS reference): reported as None, never guessed from XLEN."""
+    server.reply("EXISTS", 1)
+    server.reply("XINFO GROUPS", [group_entry("g", last_delivered_id="3-0", entries_read=None, lag=None)])
+    server.answer("XLEN", 9)
+    state = jq.queue_state(client_of(server), "s", "g")
+    assert state["lag"] is None and state["group"]["entries_read"] is None
+
+
+def test_xinfo_groups_of_redis_6_is_refused_naming_the_server(server):
+    server.reply("EXISTS", 1)
+    server.reply("XINFO GROUPS", [["name", "g", "consumers", 0, "pending", 0, "last-delivered-id", "0-0"]])
+    with pytest.raises(jq.QueueError, match=r"Redis 7\.0 or later") as exc:
+        jq.queue_state(client_of(server, 2), "s", "g")
+    assert exc.value.option == "server"
+
+
+def test_a_job_is_added_as_one_field_the_agent_parses(server):
+    job = jq.build_job("raibid/smoke", commit="0123abcd", job_id="j1", started_at="2026-11-29T05:00:00Z")
+    server.reply("XADD", "1764392400000-0")
+    assert client_of(server).xadd("raibid:jobs", jq.encode_entry(job)) == "1764392400000-0"
+    ((command, stream, entry_id, field, value),) = server.sent()
+    assert (command, stream, entry_id, field) == ("XADD", "raibid:jobs", "*", "job")
+    assert jq.decode_entry({field: value}) == job
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["XGROUP", "CREATE", "s", "g", "0", "MKSTREAMS"],
+        ["XGROUP", "CREATE", "s", "g", "latest"],
+        ["XGROUP", "CREATE", "s", "g"],
+        ["XADD", "s", "*", "job"],
+        ["XADD", "s", "job", "{}"],
+        ["XINFO", "GROUPS", "s", "g"],
+        ["XLEN"],
+        ["XPENDING", "s", "g"],
+    ],
+)
+def test_the_stand_in_refuses_what_redis_refuses(command):
+    fake = FakeRedis()
+    with pytest.raises(AssertionError, match="refused commands"), fake:
+        with pytest.raises(redis.ResponseError):
+            client_of(fake).execute_command(*command)
+    assert len(fake.violations) == 1

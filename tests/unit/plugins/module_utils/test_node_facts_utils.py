@@ -1,4 +1,5 @@
-"""Unit tests for plugins/module_utils/node_facts.py, over fake file trees."""
+"""Unit tests for plugins/module_utils/node_facts.py, over fake file trees; nvidia-smi command lines are
+checked by the stand-in of fakes/nvidia_smi.py."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.raibid.dgx_spark.plugins.module_utils import node_facts as nf
+from ansible_collections.raibid.dgx_spark.tests.unit.plugins.fakes import nvidia_smi
 
+# molecule/_shared/vars/dgx-release.yml's text, kept inline: ansible-test units runs on the shipped tree,
+# which has neither molecule/ nor tests/support.py. tests/tooling/test_dgx_release.py checks they agree.
 DGX_RELEASE = """DGX_NAME="DGX Spark"
 DGX_PRETTY_NAME="NVIDIA DGX Spark"
-DGX_SWBUILD_DATE="2025-10-20"
+DGX_SWBUILD_DATE="2026-06-30-10-00-00"
 DGX_SWBUILD_VERSION="7.3.1"
+DGX_COMMIT_ID="0000000"
 DGX_PLATFORM="DGX Server for KVM"
 DGX_OTA_VERSION="7.3.1"
 """
@@ -117,7 +122,7 @@ def test_collect_dgx_spark_on_dgx_os_with_gpu(tmp_path):
     calls = []
 
     def run(argv):
-        calls.append(argv)
+        calls.append(nvidia_smi.check_argv(argv[1:]))
         return 0, NVIDIA_SMI, ""
 
     facts = nf.collect(root, "aarch64", "/var/lib/docker", run, "/usr/bin/nvidia-smi")
@@ -137,8 +142,8 @@ def test_collect_dgx_spark_on_dgx_os_with_gpu(tmp_path):
     assert facts["gpu"]["devices"][0]["name"] == "NVIDIA GB10"
     assert facts["disk"]["measured_at"] == "/var/lib/docker"
     assert facts["packages"]["docker-ce"].startswith("5:29")
-    # The probe asks for no memory field (GB10 reports them unsupported).
-    assert calls and not any("memory" in arg for arg in calls[0])
+    # A query nvidia-smi takes, with no memory field (GB10 reports them unsupported).
+    assert calls == [["index", "name", "uuid", "driver_version"]]
 
 
 def test_collect_plain_debian_without_gpu_measures_existing_parent(tmp_path):
@@ -176,6 +181,7 @@ def test_collect_reports_failing_nvidia_smi(tmp_path):
     root = make_tree(tmp_path, {"etc/os-release": "ID=ubuntu\nVERSION_ID=24.04\n"})
 
     def run(argv):
+        nvidia_smi.check_argv(argv[1:])
         return 9, "", "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
 
     facts = nf.collect(root, "arm64", "/", run, "/usr/bin/nvidia-smi")

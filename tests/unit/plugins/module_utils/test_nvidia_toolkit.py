@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.raibid.dgx_spark.plugins.module_utils.nvidia_toolkit import (
+    MODES,
     configure_runtime_argv,
     effective_mode,
     parse_runtime_mode,
@@ -12,6 +13,7 @@ from ansible_collections.raibid.dgx_spark.plugins.module_utils.nvidia_toolkit im
     runtime_needs_configure,
     set_mode_argv,
 )
+from ansible_collections.raibid.dgx_spark.tests.unit.plugins.fakes import cli, nvidia_ctk
 
 # Shaped like the toolkit's generated /etc/nvidia-container-runtime/config.toml.
 CONFIG_TOML = """\
@@ -104,3 +106,26 @@ def test_command_lines():
 def test_set_mode_refuses_unknown_mode():
     with pytest.raises(ValueError, match="mode must be one of"):
         set_mode_argv("nvidia-ctk", "/c.toml", "turbo")
+
+
+@pytest.mark.parametrize("set_as_default", [False, True])
+def test_configure_command_line_is_one_every_supported_nvidia_ctk_accepts(set_as_default):
+    argv = configure_runtime_argv("/usr/bin/nvidia-ctk", "/etc/docker/daemon.json", set_as_default)
+    command, opts = nvidia_ctk.check_argv(argv[1:])
+    assert command == ("runtime", "configure")
+    assert opts["--runtime"] == ["docker"] and opts["--config"] == ["/etc/docker/daemon.json"]
+    assert ("--set-as-default" in opts) is set_as_default
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_set_mode_command_line_is_one_every_supported_nvidia_ctk_accepts(mode):
+    command, opts = nvidia_ctk.check_argv(set_mode_argv("nvidia-ctk", "/c.toml", mode)[1:])
+    assert command == ("config",)
+    assert opts["--in-place"] == [""] and opts["--config-file"] == ["/c.toml"]
+    assert opts["--set"] == [f"nvidia-container-runtime.mode={mode}"]
+
+
+def test_the_flag_check_refuses_a_flag_nvidia_ctk_does_not_have():
+    argv = set_mode_argv("nvidia-ctk", "/c.toml", "cdi")[1:]
+    with pytest.raises(cli.UsageError, match="unknown flag: --config-path"):
+        nvidia_ctk.check_argv([a.replace("--config-file", "--config-path") for a in argv])

@@ -1,17 +1,22 @@
-"""Unit tests for the agent_healthcheck module glue, with the stand-in docker CLI of test_agent_image_verify."""
+"""Unit tests for the agent_healthcheck module glue, with the stand-in docker CLI and agent image of
+agent_image_state.py (shared with test_agent_image_verify)."""
 
 from __future__ import annotations
 
+import functools
 import json
-import sys
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.raibid.dgx_spark.plugins.modules import agent_healthcheck
-
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from test_agent_image_verify import HEALTH_OK, IMAGE, calls, make_state, set_health
+from ansible_collections.raibid.dgx_spark.tests.unit.plugins.modules.agent_image_state import (
+    HEALTH_OK,
+    IMAGE,
+    calls,
+    make_state,
+    set_health,
+)
+from ansible_collections.raibid.dgx_spark.tests.unit.plugins.modules.module_runner import shown
 
 HEALTH_FAIL = {
     "status": "fail",
@@ -26,19 +31,18 @@ HEALTH_WARN = dict(HEALTH_OK, status="warn", checks=[{"name": "disk", "status": 
 
 
 @pytest.fixture
-def setup(tmp_path, monkeypatch):
-    return make_state(tmp_path, monkeypatch)
+def setup(tmp_path):
+    return make_state(tmp_path)
 
 
-def run(capsys, args):
-    with patch_module_args(args), pytest.raises(SystemExit) as exc:
-        agent_healthcheck.main()
-    return exc.value.code, json.loads(capsys.readouterr().out)
+@pytest.fixture
+def run(run_module):
+    return functools.partial(run_module, agent_healthcheck)
 
 
-def test_image_mode_passes(capsys, setup):
+def test_image_mode_passes(run, setup):
     state, docker = setup
-    code, result = run(capsys, {"image": IMAGE, "docker_cli": str(docker)})
+    code, result = run({"image": IMAGE, "docker_cli": str(docker)})
     assert code == 0, result["msg"]
     assert (result["status"], result["failing"], result["warning_checks"], result["duration_ms"]) == ("ok", [], [], 412)
     assert result["changed"] is False and result["mode"] == "image" and result["source"] == "json"
@@ -48,68 +52,67 @@ def test_image_mode_passes(capsys, setup):
     assert argv[-4:] == [IMAGE, "raibid-agent", "health", "--json"] and "--entrypoint" not in argv
 
 
-def test_failing_health_fails_the_task_listing_the_checks(capsys, setup):
+def test_failing_health_fails_the_task_listing_the_checks(run, setup):
     state, docker = setup
     set_health(state, json.dumps(HEALTH_FAIL) + "\n", 1)
-    code, result = run(capsys, {"image": IMAGE, "docker_cli": str(docker)})
+    code, result = run({"image": IMAGE, "docker_cli": str(docker)})
     assert code == 1 and result["status"] == "fail"
     assert result["failing"] == ["cargo-audit"] and result["warning_checks"] == ["disk"] and result["duration_ms"] == 77
     assert "cargo-audit: not on PATH" in result["msg"] and "disk: low on space" in result["msg"]
 
 
-def test_exit_code_zero_does_not_hide_a_failing_check(capsys, setup):
+def test_exit_code_zero_does_not_hide_a_failing_check(run, setup):
     state, docker = setup
     set_health(state, json.dumps(HEALTH_FAIL) + "\n", 0)
-    code, result = run(capsys, {"image": IMAGE, "docker_cli": str(docker)})
+    code, result = run({"image": IMAGE, "docker_cli": str(docker)})
     assert code == 1 and result["failing"] == ["cargo-audit"]
 
 
 @pytest.mark.parametrize(
     ("fail_on", "health", "code"), [("fail", HEALTH_WARN, 0), ("warn", HEALTH_WARN, 1), ("never", HEALTH_FAIL, 0)]
 )
-def test_fail_on(capsys, setup, fail_on, health, code):
+def test_fail_on(run, setup, fail_on, health, code):
     state, docker = setup
     set_health(state, json.dumps(health) + "\n", 1 if health["status"] == "fail" else 0)
-    got, result = run(capsys, {"image": IMAGE, "docker_cli": str(docker), "fail_on": fail_on})
+    got, result = run({"image": IMAGE, "docker_cli": str(docker), "fail_on": fail_on})
     assert got == code and result["status"] == health["status"]
 
 
-def test_unparseable_output_is_a_failure_with_the_raw_output(capsys, setup):
+def test_unparseable_output_is_a_failure_with_the_raw_output(run, setup):
     state, docker = setup
     set_health(state, "✓ cargo-nextest: 0.9.100\n✗ cargo-audit: missing\nHealth check FAILED (1 failed)\n", 1)
-    code, result = run(capsys, {"image": IMAGE, "docker_cli": str(docker)})
+    code, result = run({"image": IMAGE, "docker_cli": str(docker)})
     assert code == 1 and result["source"] == "text" and result["failing"] == ["cargo-audit"]
     assert "printed no JSON" in result["parse_error"] and "Health check FAILED" in result["raw"]
 
 
-def test_container_mode_uses_docker_exec_and_passes_env_values_outside_argv(capsys, setup):
+def test_container_mode_uses_docker_exec_and_passes_env_values_outside_argv(run, setup):
     state, docker = setup
     args = {
         "container": "agent-1",
         "docker_cli": str(docker),
         "env": {"RAIBID_TOKEN": "s3cret-value", "LEVEL": "debug"},
     }
-    code, result = run(capsys, args)
+    code, result = run(args)
     assert code == 0 and result["mode"] == "container"
     (argv,) = calls(state)
     assert argv == ["exec", "--env", "LEVEL", "--env", "RAIBID_TOKEN", "agent-1", "raibid-agent", "health", "--json"]
     seen = json.loads((state / "env.json").read_text())
     assert seen["RAIBID_TOKEN"] == "s3cret-value" and seen["LEVEL"] == "debug"
-    shown = json.dumps({k: v for k, v in result.items() if k != "invocation"})
-    assert "s3cret-value" not in shown and "debug" not in shown
+    assert "s3cret-value" not in shown(result) and "debug" not in shown(result)
 
 
-def test_missing_container_is_reported(capsys, setup):
+def test_missing_container_is_reported(run, setup):
     _state, docker = setup
-    code, result = run(capsys, {"container": "gone", "docker_cli": str(docker), "fail_on": "never"})
+    code, result = run({"container": "gone", "docker_cli": str(docker), "fail_on": "never"})
     assert code == 0 and result["status"] == "fail" and result["exit_code"] == 1
     assert "No such container: gone" in result["raw"] and result["parse_error"]
 
 
-def test_timeout_removes_the_container(capsys, setup):
+def test_timeout_removes_the_container(run, setup):
     state, docker = setup
     (state / "hang").touch()
-    code, result = run(capsys, {"image": IMAGE, "docker_cli": str(docker), "timeout": 1})
+    code, result = run({"image": IMAGE, "docker_cli": str(docker), "timeout": 1})
     assert code == 1 and result["parse_error"].startswith("timed out after 1 s")
     name = calls(state)[0][calls(state)[0].index("--name") + 1]
     assert calls(state)[-1] == ["rm", "--force", name]
@@ -124,7 +127,7 @@ def test_timeout_removes_the_container(capsys, setup):
         ({"image": IMAGE, "env": {"NOT A NAME": "x"}}, "env: 'NOT A NAME' is not an environment variable name"),
     ],
 )
-def test_bad_options(capsys, setup, args, needle):
+def test_bad_options(run, setup, args, needle):
     _state, docker = setup
-    code, result = run(capsys, {"docker_cli": str(docker), **args})
+    code, result = run({"docker_cli": str(docker), **args})
     assert code == 1 and needle in result["msg"], result["msg"]

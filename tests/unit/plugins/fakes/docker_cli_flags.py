@@ -1,4 +1,4 @@
-"""The real docker CLI's flags, for the stand-in docker CLIs of the module tests (one parser for all)."""
+"""The real docker CLI's flags, for the stand-in docker CLIs (one parser for all)."""
 
 from __future__ import annotations
 
