@@ -30,7 +30,8 @@ from typing import Callable, List, Tuple
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 CACHE = ROOT / ".cache"
-RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)", re.M)
+sys.path.insert(0, str(ROOT / "tests"))
+from support import play_recap  # tests/support.py
 
 
 def env() -> dict:
@@ -55,13 +56,12 @@ def timed(cmd: List[str]) -> Tuple[float, subprocess.CompletedProcess]:
 
 
 def recap(text: str) -> str:
-    rows = RECAP.findall(text)
-    if not rows:
+    hosts = play_recap(text)
+    if not hosts:
         return "no recap"
-    ok = sum(int(r[1]) for r in rows)
-    changed = sum(int(r[2]) for r in rows)
-    failed = sum(int(r[4]) for r in rows)
-    skipped = sum(int(r[5]) for r in rows)
+    ok, changed, skipped, failed = (
+        sum(c.get(k, 0) for c in hosts.values()) for k in ("ok", "changed", "skipped", "failed")
+    )
     return f"tasks ok={ok} changed={changed} skipped={skipped} failed={failed}"
 
 

@@ -1,7 +1,20 @@
-"""Helpers for integration tests: run real ansible-playbook against this machine.
+"""Fixtures and helpers of the integration tests: real ansible-playbook runs against this machine,
+and the real services the tests start (k8s_testbed.py holds what starts and stops them).
 
 `run_role` runs a role of the collection on localhost in check mode (so a validation gap can
 never change the build machine) and returns the recap and output, for bad-input tests.
+
+Fixtures of services, one instance per pytest process however many modules use it, stopped at the
+end of the session:
+- `k8s_testbed`: kube-apiserver 1.20.2 + controller-manager + etcd (control plane only);
+- `k8s_node_testbed`: the same plus one node (scheduler, containerd, CNI bridge, kubelet);
+- `redis_server`: a real redis-server with a password on a free loopback port;
+- `keda_crds`: the pinned KEDA v2.20.2 CRD files (tests/support.py: keda_crd). A module that needs
+  them and a test bed asks for them with `pytestmark = pytest.mark.usefixtures("keda_crds")`, so that
+  a missing file fails the module before a test bed is started for it.
+
+Every command is bounded: ansible-playbook by PLAYBOOK_TIMEOUT_S (or the caller's timeout), the test
+bed's build and start by k8s_testbed.py's bounds; on expiry the test fails naming what hung.
 """
 
 from __future__ import annotations
@@ -9,17 +22,24 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from k8s_testbed import K8sTestBed, RedisServer, record_timing, start_redis, start_testbed, stop_testbed
+from support import CommandTimeout, KedaCrdError, keda_crd, play_recap, run_bounded
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
 # Task names of a role's validation phase: the argument-spec check and tasks/validate.yml.
 VALIDATION_TASKS = ("Validating arguments against arg spec", "Validate ")
-RECAP = re.compile(r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+# One playbook run of these tests takes seconds to a few minutes (an agent_jobs apply on the node bed);
+# past this it hangs.
+PLAYBOOK_TIMEOUT_S = 600
+# The KEDA CRDs the tests read (keda.sh_<name>.yaml).
+KEDA_CRD_NAMES = ("scaledjobs", "triggerauthentications")
 
 
 @dataclass
@@ -67,7 +87,15 @@ def ansible_env() -> dict:
     return env
 
 
-def run_playbook(playbook: Path, extra_vars: dict | None = None, check: bool = True, *args: str) -> PlaybookRun:
+def run_playbook(
+    playbook: Path,
+    extra_vars: dict | None = None,
+    check: bool = True,
+    *args: str,
+    timeout: float = PLAYBOOK_TIMEOUT_S,
+) -> PlaybookRun:
+    """ansible-playbook `playbook` on localhost (local connection), the recap of host localhost parsed.
+    Fails the test, naming the playbook and showing the end of its output, past `timeout` seconds."""
     cmd = [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)]
     cmd += ["-e", f"ansible_python_interpreter={VENV_BIN / 'python'}"]
     if check:
@@ -75,11 +103,13 @@ def run_playbook(playbook: Path, extra_vars: dict | None = None, check: bool = T
     if extra_vars is not None:
         cmd += ["-e", json.dumps(extra_vars)]
     cmd += list(args)
-    proc = subprocess.run(cmd, cwd=ROOT, env=ansible_env(), capture_output=True, text=True, check=False)
+    try:
+        proc = run_bounded(cmd, timeout, f"ansible-playbook {playbook}", cwd=ROOT, env=ansible_env())
+    except CommandTimeout as exc:
+        pytest.fail(str(exc), pytrace=False)
     out = proc.stdout + proc.stderr
-    match = RECAP.search(out)
-    ok, changed, _unreach, failed = (int(x) for x in match.groups()) if match else (0, 0, 0, 0)
-    return PlaybookRun(proc.returncode, out, ok, changed, failed)
+    counts = play_recap(out).get("localhost", {})
+    return PlaybookRun(proc.returncode, out, counts.get("ok", 0), counts.get("changed", 0), counts.get("failed", 0))
 
 
 def role_play(directory: Path, role: str) -> Path:
@@ -100,3 +130,74 @@ def run_role(tmp_path):
         return run_playbook(role_play(tmp_path, role), role_vars, check)
 
     return _run
+
+
+# --- KEDA CRDs -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def keda_crds() -> dict[str, Path]:
+    """{"scaledjobs": Path, "triggerauthentications": Path}: the pinned KEDA v2.20.2 CRDs, from a local
+    mirror or downloaded and checked (tests/support.py keda_crd). Fails, never skips, saying how to
+    provide them when neither works or a file is not the pinned one."""
+    try:
+        return {name: keda_crd(name) for name in KEDA_CRD_NAMES}
+    except KedaCrdError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+# --- the Kubernetes test beds ----------------------------------------------------------------------
+
+
+def _testbed(request: pytest.FixtureRequest, node: bool):
+    """Start the session's test bed of this kind; yield it; stop it at the end of the session."""
+    bed = start_testbed(request, node)
+    try:
+        yield bed
+    finally:
+        seconds = stop_testbed(bed.state_dir)
+        if bed.has_node:
+            record_timing(kind="k8s-node-testbed-stop", stop_s=round(seconds, 1))
+
+
+@pytest.fixture(scope="session")
+def k8s_node_testbed(request):
+    """The test bed with one node (scheduler, containerd, CNI bridge, kubelet): real Pods run.
+    Yields K8sTestBed with node_name, node_ip, node_labels, containerd_address, ctr, pause_image,
+    busybox_image and import_image(tar)."""
+    yield from _testbed(request, node=True)
+
+
+@pytest.fixture(scope="session")
+def k8s_testbed(request) -> K8sTestBed:
+    """A running kube-apiserver 1.20.2 (+ controller-manager, etcd); a K8sTestBed. Control plane only,
+    beside the node bed when the session also uses k8s_node_testbed: what the control-plane tests
+    assert (no Pod ever runs, PVCs stay Pending) must not depend on which module ran first. With
+    K8S_TESTBED_NODE=1 it is the node bed itself (one test bed for the session)."""
+    if os.environ.get("K8S_TESTBED_NODE") == "1":
+        return request.getfixturevalue("k8s_node_testbed")
+    return request.getfixturevalue("k8s_control_plane_testbed")
+
+
+@pytest.fixture(scope="session")
+def k8s_control_plane_testbed(request):
+    """The control-plane-only test bed (what k8s_testbed is unless K8S_TESTBED_NODE=1)."""
+    yield from _testbed(request, node=False)
+
+
+# --- Redis -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server(request):
+    """A real redis-server on a free loopback port, with a password; stopped by PID at the end."""
+    server: RedisServer = start_redis(request)
+    try:
+        yield server
+    finally:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+        shutil.rmtree(server.workdir, ignore_errors=True)

@@ -10,17 +10,18 @@
   kube-scheduler (about 7 min on 2 cores with the control plane's Go cache warm).
 - A real redis-server (Debian package) on a free loopback port with a password, no persistence.
 
-Sharing: one test bed of each kind per pytest process however many modules use it, stopped at the
-end. `k8s_testbed` starts a control plane only -- unless a node test bed already runs in this
-session (it is reused: it is a superset) or K8S_TESTBED_NODE=1 is set (then the first user starts
-the node test bed and both fixtures share it: one instance for the whole session). Without that,
-a session using both fixtures runs two test beds side by side (free ports each; the node parts
-exist once per machine). Only one node test bed per machine at a time (the bridge, the /kubepods
-cgroups and kubelet's hard-coded paths are machine-wide): start.sh refuses a second one, saying
-which state directory holds the first.
+The fixtures that start them live in conftest.py (`k8s_testbed`, `k8s_node_testbed`,
+`redis_server`): one test bed of each kind per pytest session however many modules use it, stopped
+at the end. `k8s_testbed` is a control plane of its own, beside the node bed when a session uses
+both (free ports each; the node parts exist once per machine), unless K8S_TESTBED_NODE=1 (then it
+is the node bed: one test bed for the session). Only one node test bed per machine at a time (the
+bridge, the /kubepods cgroups and kubelet's hard-coded paths are machine-wide): start.sh refuses a
+second one, saying which state directory holds the first.
 
-Test modules import the fixtures (`from k8s_testbed import k8s_testbed  # noqa: F401`). Build and
-start times go to the terminal and to .cache/k8s-testbed-timings.jsonl (read by benchmarks).
+Every wait is bounded: build.sh (BUILD_TIMEOUT_S, killed with its compilers on expiry), start.sh
+(START_TIMEOUT_S; each component's own wait inside it names the component and its log), stop.sh,
+image imports and redis-server's first PING. Build and start times go to the terminal and to
+.cache/k8s-testbed-timings.jsonl (read by benchmarks).
 """
 
 from __future__ import annotations
@@ -41,11 +42,11 @@ from pathlib import Path
 import pytest
 import redis
 from kubernetes import config as k8s_config
+from support import CommandTimeout, run_bounded, tail
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTBED = ROOT / "tests" / "testbed" / "k8s"
 TIMINGS = ROOT / ".cache" / "k8s-testbed-timings.jsonl"
-SHARED_CRDS = ROOT.parent / "shared" / "data" / "keda-v2.20.2-crds"
 REDUCED_SCALEDJOB_CRD = TESTBED / "crds" / "scaledjobs.keda.sh-k8s1.20.yaml"
 CACHE_DIR = Path(os.environ.get("K8S_TESTBED_CACHE", "/var/cache/raibid-k8s-testbed/v1.20.2"))
 # Labels the node test bed's kubelet registers with (K8S_TESTBED_NODE_LABELS overrides).
@@ -55,6 +56,7 @@ BUILD_TIMEOUT_S = 2700
 START_TIMEOUT_S = 300
 STOP_TIMEOUT_S = 180
 IMPORT_TIMEOUT_S = 300
+REDIS_START_TIMEOUT_S = 10
 
 
 def free_port() -> int:
@@ -98,7 +100,8 @@ class K8sTestBed:
     containerd_address: str | None = None
     ctr: list[str] = field(default_factory=list)  # ["ctr", "--address", SOCK, "-n", "k8s.io"]
     pause_image: str | None = None
-    busybox_image: str | None = None  # "raibid-testbed.local/busybox:1", imported at start
+    # "raibid-testbed.local/busybox:1" (build.sh: mkimage.py --busybox), imported at start
+    busybox_image: str | None = None
 
     @property
     def has_node(self) -> bool:
@@ -134,14 +137,14 @@ class K8sTestBed:
 
 @dataclass
 class RedisServer:
+    """A started redis-server; `workdir` holds its config (0600, with the password)."""
+
     host: str
     port: int
     password: str
     version: str
     process: subprocess.Popen
-
-
-_STARTED: dict[str, object] = {}
+    workdir: Path
 
 
 def read_env_file(path: Path) -> dict:
@@ -159,7 +162,19 @@ def parse_labels(text: str) -> dict:
     return dict(item.split("=", 1) if "=" in item else (item, "") for item in text.split(",") if item)
 
 
-def _start_testbed(request: pytest.FixtureRequest, node: bool = False) -> K8sTestBed:
+def _start_lines(stderr: str | bytes | None) -> str:
+    """The last of start.sh's and node.sh's own log lines: what it was waiting for, and which
+    component did not answer (the component logs and stop.sh's lines that follow can be long)."""
+    if isinstance(stderr, bytes):
+        stderr = stderr.decode(errors="replace")
+    prefixes = ("[k8s-testbed start]", "[k8s-testbed node]")
+    own = [line for line in (stderr or "").splitlines() if line.startswith(prefixes)]
+    return tail("\n".join(own), 6)
+
+
+def start_testbed(request: pytest.FixtureRequest, node: bool = False) -> K8sTestBed:
+    """Build (cached per machine) and start a test bed on free loopback ports; fails the test naming
+    the step that failed or hung (the build, or the component start.sh was waiting for)."""
     parts = ["kube-apiserver", "kube-controller-manager", "etcd"] + (["kubelet", "kube-scheduler"] if node else [])
     cached = all((CACHE_DIR / "bin" / b).exists() for b in parts)
     if node:
@@ -167,16 +182,12 @@ def _start_testbed(request: pytest.FixtureRequest, node: bool = False) -> K8sTes
     flag = {"K8S_TESTBED_NODE": "1" if node else "0"}
     t0 = time.monotonic()
     try:
-        build = subprocess.run(
-            [str(TESTBED / "build.sh")],
+        build = run_bounded(
+            [str(TESTBED / "build.sh")], BUILD_TIMEOUT_S, f"k8s test bed build.sh (log: {CACHE_DIR / 'build.log'})",
             env={**os.environ, **flag},
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"k8s test bed build did not finish in {BUILD_TIMEOUT_S}s (log: {CACHE_DIR / 'build.log'})")
+        )  # fmt: skip
+    except CommandTimeout as exc:
+        pytest.fail(str(exc), pytrace=False)
     build_seconds = time.monotonic() - t0
     if build.returncode != 0:
         pytest.fail(f"k8s test bed build failed:\n{build.stderr[-4000:]}")
@@ -198,6 +209,8 @@ def _start_testbed(request: pytest.FixtureRequest, node: bool = False) -> K8sTes
             K8S_TESTBED_KUBELET_HEALTHZ_PORT=free_port(),
         )
     t0 = time.monotonic()
+    # Not run_bounded: the daemons start.sh leaves running must stay in this process group (a Ctrl-C
+    # reaches them as before); their output goes to files, so nothing holds the pipes after a kill.
     try:
         start = subprocess.run(
             [str(TESTBED / "start.sh"), str(state)],
@@ -207,13 +220,21 @@ def _start_testbed(request: pytest.FixtureRequest, node: bool = False) -> K8sTes
             timeout=START_TIMEOUT_S,
             check=False,
         )
-    except subprocess.TimeoutExpired:
-        _stop_testbed(state)
-        pytest.fail(f"k8s test bed did not start within {START_TIMEOUT_S}s (logs: {state / 'logs'})")
+    except subprocess.TimeoutExpired as exc:
+        stop_testbed(state, remove=False)
+        pytest.fail(
+            f"k8s test bed start.sh did not finish within {START_TIMEOUT_S} s (stopped; logs kept in "
+            f"{state / 'logs'}); it was at:\n{_start_lines(exc.stderr)}",
+            pytrace=False,
+        )
     start_seconds = time.monotonic() - t0
     if start.returncode != 0:
-        _stop_testbed(state, remove=False)
-        pytest.fail(f"k8s test bed did not start (logs kept in {state / 'logs'}):\n{start.stderr[-4000:]}")
+        stop_testbed(state, remove=False)
+        pytest.fail(
+            f"k8s test bed did not start (logs kept in {state / 'logs'}); start.sh said:\n"
+            f"{_start_lines(start.stderr)}\nits output ends:\n{start.stderr[-3000:]}",
+            pytrace=False,
+        )
     env = read_env_file(state / "env")
     bed = K8sTestBed(state, Path(env["KUBECONFIG"]), env["K8S_TESTBED_SERVER"], build_seconds, start_seconds, env)
     if node:
@@ -247,7 +268,9 @@ def _start_testbed(request: pytest.FixtureRequest, node: bool = False) -> K8sTes
     return bed
 
 
-def _stop_testbed(state: Path, remove: bool = True) -> float:
+def stop_testbed(state: Path, remove: bool = True) -> float:
+    """stop.sh STATE (by PID, bounded); removes the state directory unless `remove` is false or the
+    stop did not finish. Returns the seconds it took."""
     t0 = time.monotonic()
     try:
         subprocess.run([str(TESTBED / "stop.sh"), str(state)], timeout=STOP_TIMEOUT_S, check=False)
@@ -259,47 +282,16 @@ def _stop_testbed(state: Path, remove: bool = True) -> float:
     return time.monotonic() - t0
 
 
-def _testbed_fixture(request, node: bool):
-    """Start (or reuse) the session's test bed; yield it; stop it at the end if this call started it."""
-    # The control-plane tests get a control-plane bed of their own, beside the node bed when a session
-    # uses both: what they assert (no Pod ever runs, PVCs stay Pending) must not depend on test order.
-    key = "k8s_node_testbed" if node else "k8s_testbed"
-    owner = key not in _STARTED
-    if owner:
-        _STARTED[key] = _start_testbed(request, node)
-    bed = _STARTED[key]
-    yield bed
-    if owner:
-        seconds = _stop_testbed(bed.state_dir)
-        if bed.has_node:
-            record_timing(kind="k8s-node-testbed-stop", stop_s=round(seconds, 1))
-        del _STARTED[key]
-
-
-@pytest.fixture(scope="session")
-def k8s_testbed(request):
-    """A running kube-apiserver 1.20.2 (+ controller-manager, etcd); yields K8sTestBed. Control
-    plane only (beside the node bed when the session also uses k8s_node_testbed), unless
-    K8S_TESTBED_NODE=1 (then it is the node bed)."""
-    yield from _testbed_fixture(request, node=os.environ.get("K8S_TESTBED_NODE") == "1")
-
-
-@pytest.fixture(scope="session")
-def k8s_node_testbed(request):
-    """The test bed with one node (scheduler, containerd, CNI bridge, kubelet): real Pods run.
-    Yields K8sTestBed with node_name, node_ip, node_labels, containerd_address, ctr, pause_image,
-    busybox_image and import_image(tar)."""
-    yield from _testbed_fixture(request, node=True)
-
-
-def _start_redis(request: pytest.FixtureRequest) -> RedisServer:
+def start_redis(request: pytest.FixtureRequest) -> RedisServer:
+    """redis-server (Debian's) on a free loopback port with a random password, no persistence; fails
+    the test if it exits or does not answer PING within REDIS_START_TIMEOUT_S."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is missing: `make setup` (tests/testbed/setup.sh) installs Debian's redis-server")
     port = free_port()
     password = secrets.token_hex(16)
-    workdir = tempfile.mkdtemp(prefix="raibid-redis-")
-    conf = Path(workdir) / "redis.conf"
+    workdir = Path(tempfile.mkdtemp(prefix="raibid-redis-"))
+    conf = workdir / "redis.conf"
     # The password goes in a 0600 file, not on the command line (visible in ps).
     conf.write_text(
         f"port {port}\nbind 127.0.0.1\nsave ''\nappendonly no\ndir {workdir}\n"
@@ -307,48 +299,30 @@ def _start_redis(request: pytest.FixtureRequest) -> RedisServer:
         encoding="utf-8",
     )
     conf.chmod(0o600)
-    proc = subprocess.Popen([binary, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_connect_timeout=1)
-    for _ in range(100):
+    log = workdir / "redis.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen([binary, str(conf)], stdout=fh, stderr=subprocess.STDOUT)
+    # socket_timeout too: a server that accepts but never answers must not block PING forever.
+    client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_connect_timeout=1, socket_timeout=1)
+    deadline = time.monotonic() + REDIS_START_TIMEOUT_S
+    while True:
         if proc.poll() is not None:
-            pytest.fail(f"redis-server exited with {proc.returncode}")
+            text = log.read_text(errors="replace")
+            shutil.rmtree(workdir, ignore_errors=True)
+            pytest.fail(f"redis-server exited with {proc.returncode} during start; its log ends:\n{tail(text)}")
         try:
             client.ping()
             break
-        except redis.ConnectionError:
+        except redis.RedisError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                pytest.fail(
+                    f"redis-server did not answer PING on 127.0.0.1:{port} within {REDIS_START_TIMEOUT_S} s; "
+                    f"its log ({log}) ends:\n{tail(log.read_text(errors='replace'))}"
+                )
             time.sleep(0.1)
-    else:
-        proc.terminate()
-        pytest.fail("redis-server did not answer PING within 10s")
     version = client.info("server")["redis_version"]
+    client.close()
     say(request, f"[redis] redis-server {version} on 127.0.0.1:{port} (pid {proc.pid})")
-    server = RedisServer("127.0.0.1", port, password, version, proc)
-    server.workdir = workdir  # type: ignore[attr-defined]
-    return server
-
-
-@pytest.fixture(scope="session")
-def redis_server(request):
-    """A real redis-server on a free loopback port, with a password; stopped by PID at the end."""
-    owner = "redis" not in _STARTED
-    if owner:
-        _STARTED["redis"] = _start_redis(request)
-    server = _STARTED["redis"]
-    yield server
-    if owner:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-        shutil.rmtree(server.workdir, ignore_errors=True)  # type: ignore[attr-defined]
-        del _STARTED["redis"]
-
-
-def keda_crd_path(name: str) -> Path:
-    """An upstream KEDA v2.20.2 CRD from shared/data (kept outside the repository, per its README);
-    skips the calling test, saying so, where that folder is absent."""
-    path = SHARED_CRDS / f"keda.sh_{name}.yaml"
-    if not path.exists():
-        pytest.skip(f"KEDA v2.20.2 CRDs not found at {SHARED_CRDS} (shared/data is absent here); not checked")
-    return path
+    return RedisServer("127.0.0.1", port, password, version, proc, workdir)

@@ -7,20 +7,16 @@ collection's defaults), so filters and defaults are exactly those the role uses 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, run_playbook
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     tomllib = pytest.importorskip("tomli")
-
-ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = ROOT / ".venv" / "bin"
 
 PLAYBOOK = """
 - hosts: localhost
@@ -42,17 +38,8 @@ def render(tmp_path: Path, overrides: dict) -> dict:
     (tmp_path / "overrides.yml").write_text(json.dumps(overrides))
     play = tmp_path / "play.yml"
     play.write_text(PLAYBOOK.format(roles=ROOT / "roles", overrides=tmp_path / "overrides.yml", dest=dest))
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
-        ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.default",
-        ANSIBLE_NOCOLOR="1",
-    )
-    cmd = [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(play)]
-    cmd += ["-e", f"ansible_python_interpreter={VENV_BIN / 'python'}"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = run_playbook(play, None, False)
+    assert run.rc == 0, run.output
     text = dest.read_text()
     return tomllib.loads(text)
 

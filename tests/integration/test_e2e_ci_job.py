@@ -7,7 +7,7 @@ scheduler, kubelet, a separate containerd, a CNI bridge; tests/testbed/k8s), a r
 git server (dumb HTTP) that Pods reach on the node's bridge address, the agent image and a DinD
 image built from Debian's packages (tests/testbed/images), imported into the node's containerd.
 
-Cases, in order (one module: each builds on the queue state the previous one left):
+Cases (any order: each applies the agent_jobs mode it needs and leaves the queue drained):
 1. DinD (legacy sidecar: the test bed is Kubernetes 1.20): two jobs at once -- one whose tests
    reach the Pod's own DinD daemon over TLS and pass, one whose tests fail.
 2. A Pod killed mid-job: its entry stays pending; the next Job reclaims it and the killed agent's
@@ -35,11 +35,13 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import ROOT, VENV_BIN, ansible_env, role_play, run_playbook
-from k8s_testbed import REDUCED_SCALEDJOB_CRD, k8s_node_testbed, keda_crd_path, record_timing  # noqa: F401
+from k8s_testbed import REDUCED_SCALEDJOB_CRD, record_timing
 from keda_scaledjob import poll_once
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
+# Resolved before the test bed starts: a missing KEDA CRD fails the module without starting one.
+pytestmark = pytest.mark.usefixtures("keda_crds")
 NAMESPACE = "raibid-e2e"
 SCALEDJOB = "raibid-agent"
 STREAM = "raibid:jobs"
@@ -149,7 +151,7 @@ def wait_for(what: str, probe, timeout: float, interval: float = 0.5):
 
 
 @pytest.fixture(scope="module")
-def pod_redis(k8s_node_testbed):  # noqa: F811
+def pod_redis(k8s_node_testbed):
     """redis-server with a password on the node address (Pods reach it; nothing else listens there)."""
     workdir = Path(tempfile.mkdtemp(prefix="raibid-e2e-redis-"))
     password = secrets.token_hex(16)
@@ -183,7 +185,7 @@ def pod_redis(k8s_node_testbed):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def git_server(k8s_node_testbed):  # noqa: F811
+def git_server(k8s_node_testbed):
     """The crates as bare repositories, served over git's dumb HTTP protocol on the node address."""
     root = Path(tempfile.mkdtemp(prefix="raibid-e2e-git-"))
     env = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "PATH": "/usr/bin:/bin"}
@@ -219,7 +221,7 @@ def image_digest(bed, name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def images(k8s_node_testbed):  # noqa: F811
+def images(k8s_node_testbed):
     """The agent image, a broken variant and the DinD image, built (cached) and imported."""
     t0 = time.monotonic()
     out = subprocess.run(
@@ -248,7 +250,7 @@ def images(k8s_node_testbed):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def cargo_cache_volume(k8s_node_testbed):  # noqa: F811
+def cargo_cache_volume(k8s_node_testbed):
     """A PersistentVolume for the role's cargo-cache claim (the test bed has no provisioner)."""
     path = Path(tempfile.mkdtemp(prefix="raibid-e2e-cargo-"))
     for sub in ("registry", "git"):
@@ -425,14 +427,14 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(k8s_node_testbed, tmp_path_factory, pod_redis, git_server, images, cargo_cache_volume):  # noqa: F811, PLR0917
+def cluster(k8s_node_testbed, tmp_path_factory, keda_crds, pod_redis, git_server, images, cargo_cache_volume):  # noqa: PLR0917
     c = Cluster(k8s_node_testbed, tmp_path_factory.mktemp("e2e"), pod_redis, git_server, images)
     c.apply(
         "keda",
         {
             "keda_kubeconfig": str(k8s_node_testbed.kubeconfig),
             "keda_wait_for_operator": False,
-            "keda_manifest_sources": [str(keda_crd_path("triggerauthentications")), str(REDUCED_SCALEDJOB_CRD)],
+            "keda_manifest_sources": [str(keda_crds["triggerauthentications"]), str(REDUCED_SCALEDJOB_CRD)],
         },
     )
     yield c
@@ -471,6 +473,8 @@ def test_dind_jobs_pass_and_fail(cluster):
 
 
 def test_killed_pod_entry_is_reclaimed_by_the_next_job(cluster):
+    # DinD, whichever case ran before: the job after the kill uses Docker.
+    cluster.apply("agent_jobs", cluster.agent_vars())
     cluster.enqueue("e2e-slow", "slow")
     (first,) = cluster.poll(expect_jobs=1)
     running = wait_for(

@@ -31,13 +31,19 @@ from conftest import role_play, run_playbook
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from k8s_testbed import REDUCED_SCALEDJOB_CRD, k8s_testbed, keda_crd_path, record_timing  # noqa: F401 (fixture)
+from k8s_testbed import REDUCED_SCALEDJOB_CRD, record_timing
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
 SECRETS = {"agent_jobs_gitea_token": "gitea-tok-apply-1", "agent_jobs_redis_password": "redis-pw-apply-2"}
+# What agent_applied applies, once; the tests only read it there. A test that changes what it applies
+# (a setting, the certificates, state: absent) does so in a namespace of its own (own_namespace), so
+# that no test depends on which ran before it.
 NAMESPACE = "raibid-ci-test"
+KEDA_CRDS = ("scaledjobs.keda.sh", "triggerauthentications.keda.sh")
+# Resolved before the test bed starts: a missing CRD fails the module without starting one.
+pytestmark = pytest.mark.usefixtures("keda_crds")
 
 
 def timed(play: Path, extra: dict, check: bool = False, *args: str):
@@ -47,22 +53,47 @@ def timed(play: Path, extra: dict, check: bool = False, *args: str):
 
 
 @pytest.fixture(scope="module")
-def api(k8s_testbed):  # noqa: F811
+def api(k8s_testbed):
     return k8s_config.new_client_from_config(config_file=str(k8s_testbed.kubeconfig))
 
 
 @pytest.fixture(scope="module")
-def keda_vars(k8s_testbed):  # noqa: F811
+def keda_vars(k8s_testbed, keda_crds):
     return {
         "keda_kubeconfig": str(k8s_testbed.kubeconfig),
         # No operator can run on a control-plane-only test bed: install the CRDs, do not wait for it.
         "keda_wait_for_operator": False,
-        "keda_manifest_sources": [str(keda_crd_path("triggerauthentications")), str(REDUCED_SCALEDJOB_CRD)],
+        "keda_manifest_sources": [str(keda_crds["triggerauthentications"]), str(REDUCED_SCALEDJOB_CRD)],
     }
 
 
+def remove_keda_crds(api, timeout: float = 60) -> None:
+    """Delete the KEDA CRDs if present and wait until they are gone: with K8S_TESTBED_NODE=1 this
+    module shares the node bed, where test_e2e_ci_job.py may have installed them already."""
+    crds = k8s_client.ApiextensionsV1Api(api)
+    for name in KEDA_CRDS:
+        try:
+            crds.delete_custom_resource_definition(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    deadline = time.monotonic() + timeout
+    for name in KEDA_CRDS:
+        while True:
+            try:
+                crds.read_custom_resource_definition(name)
+            except ApiException as exc:
+                if exc.status == 404:
+                    break
+                raise
+            if time.monotonic() > deadline:
+                pytest.fail(f"CRD {name} still present {timeout:.0f} s after its deletion", pytrace=False)
+            time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
-def keda_installed(tmp_path_factory, keda_vars):
+def keda_installed(tmp_path_factory, keda_vars, api):
+    remove_keda_crds(api)
     play = role_play(tmp_path_factory.mktemp("keda"), "keda")
     first, first_s = timed(play, keda_vars)
     second, second_s = timed(play, keda_vars)
@@ -71,7 +102,7 @@ def keda_installed(tmp_path_factory, keda_vars):
 
 
 @pytest.fixture(scope="module")
-def agent_vars(k8s_testbed, tmp_path_factory):  # noqa: F811
+def agent_vars(k8s_testbed, tmp_path_factory):
     return {
         **SECRETS,
         "agent_jobs_kubeconfig": str(k8s_testbed.kubeconfig),
@@ -103,6 +134,16 @@ def agent_applied(tmp_path_factory, keda_installed, agent_vars):
 
 def api_for(agent_vars: dict):
     return k8s_config.new_client_from_config(config_file=agent_vars["agent_jobs_kubeconfig"])
+
+
+def own_namespace(agent_applied: dict, agent_vars: dict, namespace: str) -> dict:
+    """The module's agent_jobs settings aimed at `namespace` (no render dir), applied there once:
+    for a test that changes what it applies, away from what the other tests read in NAMESPACE."""
+    extra = {k: v for k, v in agent_vars.items() if k != "agent_jobs_render_dir"}
+    extra["agent_jobs_namespace"] = namespace
+    applied = run_playbook(agent_applied["play"], extra, False)
+    assert applied.rc == 0, applied.output
+    return extra
 
 
 def namespace_exists(api) -> bool:
@@ -254,17 +295,19 @@ def test_server_stores_what_was_rendered(agent_applied, agent_vars, api):
 
 
 def test_a_changed_spec_is_applied(agent_applied, agent_vars, api):
-    extra = {k: v for k, v in agent_vars.items() if k != "agent_jobs_render_dir"}
+    namespace = "raibid-ci-test-changed"
+    extra = own_namespace(agent_applied, agent_vars, namespace)
     run = run_playbook(agent_applied["play"], {**extra, "agent_jobs_max_replicas": 6}, False)
     assert run.rc == 0, run.output
     assert run.changed == 1, run.output
     stored = k8s_client.CustomObjectsApi(api).get_namespaced_custom_object(
-        "keda.sh", "v1alpha1", NAMESPACE, "scaledjobs", "raibid-agent"
+        "keda.sh", "v1alpha1", namespace, "scaledjobs", "raibid-agent"
     )
     assert stored["spec"]["maxReplicaCount"] == 6
+    k8s_client.CoreV1Api(api).delete_namespace(namespace)
 
 
-def test_server_rejects_a_bad_scaledjob_with_its_message(agent_applied, k8s_testbed, tmp_path):  # noqa: F811
+def test_server_rejects_a_bad_scaledjob_with_its_message(agent_applied, k8s_testbed, tmp_path):
     play = tmp_path / "bad.yml"
     play.write_text(
         yaml.safe_dump(
@@ -331,11 +374,9 @@ def test_dind_certificates_renewed_before_they_expire(agent_applied, agent_vars,
     and the client certificate kept); a fresh set is kept (0 changed)."""
     core = k8s_client.CoreV1Api(api)
     name = "raibid-agent-dind-certs"
-    extra = {k: v for k, v in agent_vars.items() if k != "agent_jobs_render_dir"}
-    # Back to the module's settings first (an earlier test changed the ScaledJob).
-    converged = run_playbook(agent_applied["play"], extra, False)
-    assert converged.rc == 0, converged.output
-    stored = {k: base64.b64decode(v).decode() for k, v in core.read_namespaced_secret(name, NAMESPACE).data.items()}
+    namespace = "raibid-ci-test-renew"
+    extra = own_namespace(agent_applied, agent_vars, namespace)
+    stored = {k: base64.b64decode(v).decode() for k, v in core.read_namespaced_secret(name, namespace).data.items()}
     ca_cert = _cert(stored["ca.pem"])
     ca_key = serialization.load_pem_private_key(stored["ca-key.pem"].encode(), None)
     server_key = serialization.load_pem_private_key(stored["server-key.pem"].encode(), None)
@@ -355,14 +396,14 @@ def test_dind_certificates_renewed_before_they_expire(agent_applied, agent_vars,
         expiring = expiring.add_extension(ext.value, ext.critical)
     expiring_pem = expiring.sign(ca_key, hashes.SHA384()).public_bytes(serialization.Encoding.PEM).decode()
     core.patch_namespaced_secret(
-        name, NAMESPACE, {"data": {"server-cert.pem": base64.b64encode(expiring_pem.encode()).decode()}}
+        name, namespace, {"data": {"server-cert.pem": base64.b64encode(expiring_pem.encode()).decode()}}
     )
 
     renewed = run_playbook(agent_applied["play"], extra, False)
     assert renewed.rc == 0, renewed.output
     assert renewed.changed == 1, renewed.output  # the Secret
     assert "Reissuing the DinD server certificate: expires" in renewed.output, renewed.output
-    after = {k: base64.b64decode(v).decode() for k, v in core.read_namespaced_secret(name, NAMESPACE).data.items()}
+    after = {k: base64.b64decode(v).decode() for k, v in core.read_namespaced_secret(name, namespace).data.items()}
     new = _cert(after["server-cert.pem"])
     assert new.not_valid_after_utc > now + datetime.timedelta(days=300)
     assert new.public_key().public_numbers() == server_key.public_key().public_numbers()
@@ -376,13 +417,15 @@ def test_dind_certificates_renewed_before_they_expire(agent_applied, agent_vars,
     kept = run_playbook(agent_applied["play"], extra, False)
     assert kept.rc == 0 and kept.changed == 0, kept.output
     assert "Reissuing the DinD" not in kept.output
+    core.delete_namespace(namespace)
 
 
 def test_an_expiring_ca_reissues_every_certificate(agent_applied, agent_vars, api):
     core = k8s_client.CoreV1Api(api)
     name = "raibid-agent-dind-certs"
-    stored = {k: base64.b64decode(v).decode() for k, v in core.read_namespaced_secret(name, NAMESPACE).data.items()}
-    extra = {k: v for k, v in agent_vars.items() if k != "agent_jobs_render_dir"}
+    namespace = "raibid-ci-test-ca"
+    extra = own_namespace(agent_applied, agent_vars, namespace)
+    stored = {k: base64.b64decode(v).decode() for k, v in core.read_namespaced_secret(name, namespace).data.items()}
     # The stored CA (valid 5 x 365 days) expires within a renewal window of 1900 days.
     renewed = run_playbook(
         agent_applied["play"],
@@ -392,7 +435,7 @@ def test_an_expiring_ca_reissues_every_certificate(agent_applied, agent_vars, ap
     assert renewed.rc == 0, renewed.output
     assert "Reissuing the DinD ca certificate: expires" in renewed.output, renewed.output
     assert "server certificate: the CA is reissued" in renewed.output
-    after = {k: base64.b64decode(v).decode() for k, v in core.read_namespaced_secret(name, NAMESPACE).data.items()}
+    after = {k: base64.b64decode(v).decode() for k, v in core.read_namespaced_secret(name, namespace).data.items()}
     for key in ("ca.pem", "server-cert.pem", "client-cert.pem"):
         assert after[key] != stored[key], key
     ca_cert = _cert(after["ca.pem"])
@@ -403,6 +446,7 @@ def test_an_expiring_ca_reissues_every_certificate(agent_applied, agent_vars, ap
     # leaves' lifetime, which is kept (timestamps are not compared).
     again = run_playbook(agent_applied["play"], extra, False)
     assert again.rc == 0 and again.changed == 0, again.output
+    core.delete_namespace(namespace)
 
 
 def _make_labelled_job(api, namespace: str, name: str) -> None:
@@ -494,17 +538,20 @@ def test_state_absent_keeps_a_namespace_the_role_did_not_create(agent_applied, k
 
 
 def test_state_absent_removes_the_namespace_the_role_created(agent_applied, agent_vars, api):
-    extra = {k: v for k, v in agent_vars.items() if k != "agent_jobs_render_dir"}
+    namespace = "raibid-ci-test-removed"
+    extra = own_namespace(agent_applied, agent_vars, namespace)
+    annotations = k8s_client.CoreV1Api(api).read_namespace(namespace).metadata.annotations or {}
+    assert annotations.get("raibid.dgx-spark/created-by") == "agent_jobs", annotations
     # No secrets needed to remove.
     extra.pop("agent_jobs_gitea_token")
     extra.pop("agent_jobs_redis_password")
-    _make_labelled_job(api, NAMESPACE, "raibid-agent-xyz34")
+    _make_labelled_job(api, namespace, "raibid-agent-xyz34")
     removed = run_playbook(agent_applied["play"], {**extra, "agent_jobs_state": "absent"}, False)
     assert removed.rc == 0, removed.output
     assert removed.changed > 0
-    assert f"Namespace {NAMESPACE} stays" not in removed.output
+    assert f"Namespace {namespace} stays" not in removed.output
     with pytest.raises(ApiException) as exc:
-        k8s_client.CoreV1Api(api).read_namespace(NAMESPACE)
+        k8s_client.CoreV1Api(api).read_namespace(namespace)
     assert exc.value.status == 404
     again = run_playbook(agent_applied["play"], {**extra, "agent_jobs_state": "absent"}, False)
     assert again.rc == 0 and again.changed == 0, again.output

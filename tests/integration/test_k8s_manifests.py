@@ -19,7 +19,6 @@ import pytest
 import yaml
 from conftest import run_playbook
 from k8s_schemas import crd_errors, job_from_scaledjob, kubernetes_errors, load_crd_schema
-from k8s_testbed import keda_crd_path
 
 SECRETS = {"agent_jobs_gitea_token": "gitea-tok-123", "agent_jobs_redis_password": "redis-pw-456"}
 DIGEST = "sha256:" + "ab" * 32
@@ -91,10 +90,10 @@ def rendered(renders):
 
 
 @pytest.fixture(scope="module")
-def keda_schemas():
+def keda_schemas(keda_crds):
     return {
-        "ScaledJob": load_crd_schema(keda_crd_path("scaledjobs")),
-        "TriggerAuthentication": load_crd_schema(keda_crd_path("triggerauthentications")),
+        "ScaledJob": load_crd_schema(keda_crds["scaledjobs"]),
+        "TriggerAuthentication": load_crd_schema(keda_crds["triggerauthentications"]),
     }
 
 

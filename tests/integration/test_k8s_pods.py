@@ -13,27 +13,23 @@ imported with import_image and runs. Images are local only (no registry can be r
 from __future__ import annotations
 
 import http.server
-import os
 import secrets
-import shutil
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from k8s_testbed import TESTBED, k8s_node_testbed, record_timing  # noqa: F401 (fixture)
+from k8s_testbed import record_timing
 from kubernetes import client as k8s_client
 from kubernetes.client.rest import ApiException
+from support import busybox_image
 
 NAMESPACE = "raibid-pods-test"
 POD_TIMEOUT_S = 90
 
 
 @pytest.fixture(scope="module")
-def api(k8s_node_testbed):  # noqa: F811
+def api(k8s_node_testbed):
     return k8s_node_testbed.api_client()
 
 
@@ -119,7 +115,7 @@ def run_pod(core, namespace: str, pod: k8s_client.V1Pod, timeout: float = POD_TI
     return phase, log, seconds
 
 
-def test_node_is_ready_with_the_given_labels(k8s_node_testbed, core):  # noqa: F811
+def test_node_is_ready_with_the_given_labels(k8s_node_testbed, core):
     node = core.read_node(k8s_node_testbed.node_name)
     ready = {c.type: c.status for c in node.status.conditions}["Ready"]
     assert ready == "True"
@@ -131,7 +127,7 @@ def test_node_is_ready_with_the_given_labels(k8s_node_testbed, core):  # noqa: F
     assert addresses["InternalIP"] == k8s_node_testbed.node_ip
 
 
-def test_job_runs_to_success(k8s_node_testbed, api, core, namespace):  # noqa: F811
+def test_job_runs_to_success(k8s_node_testbed, api, core, namespace):
     batch = k8s_client.BatchV1Api(api)
     template = busybox_pod("unused", k8s_node_testbed.busybox_image, "echo hello-from-job; id -u")
     job = k8s_client.V1Job(
@@ -183,7 +179,7 @@ def serve(address: str, token: str):
     return server, handler
 
 
-def test_pod_reaches_tcp_services_on_the_host(k8s_node_testbed, core, namespace):  # noqa: F811
+def test_pod_reaches_tcp_services_on_the_host(k8s_node_testbed, core, namespace):
     node_ip = k8s_node_testbed.node_ip
     any_token, node_token = secrets.token_hex(8), secrets.token_hex(8)
     # Like Redis or a git http server in the lab: one on every address, one on the node IP only.
@@ -209,7 +205,7 @@ def test_pod_reaches_tcp_services_on_the_host(k8s_node_testbed, core, namespace)
     assert any_handler.clients == [pod_ip] and node_handler.clients == [pod_ip]
 
 
-def test_privileged_container_runs(k8s_node_testbed, core, namespace):  # noqa: F811
+def test_privileged_container_runs(k8s_node_testbed, core, namespace):
     # CAP_SYS_ADMIN (bit 21) is in a privileged container's effective set, and mount works.
     script = (
         "grep CapEff /proc/self/status; mkdir -p /mnt/t && mount -t tmpfs none /mnt/t && echo mounted; ls /dev | wc -l"
@@ -232,35 +228,14 @@ def test_privileged_container_runs(k8s_node_testbed, core, namespace):  # noqa: 
     assert "mounted" not in log
 
 
-def test_an_image_made_here_is_imported_and_runs(k8s_node_testbed, core, namespace, tmp_path):  # noqa: F811
-    busybox = shutil.which("busybox") or "/bin/busybox"
-    if not Path(busybox).exists():
-        pytest.skip("no static busybox on this machine (make setup installs busybox-static)")
+def test_an_image_made_here_is_imported_and_runs(k8s_node_testbed, core, namespace, tmp_path):
     token = secrets.token_hex(8)
-    rootfs = tmp_path / "rootfs"
-    (rootfs / "bin").mkdir(parents=True)
-    shutil.copy2(busybox, rootfs / "bin" / "busybox")
-    for applet in ("sh", "cat"):
-        os.symlink("busybox", rootfs / "bin" / applet)
-    (rootfs / "message").write_text(token + "\n")
     tar = tmp_path / "image.tar"
     image = f"raibid-testbed.local/imported:{token}"
-    subprocess.run(
-        [
-            sys.executable,
-            str(TESTBED / "mkimage.py"),
-            "--tag",
-            image,
-            "--cmd",
-            '["cat", "/message"]',
-            "--out",
-            str(tar),
-            str(rootfs),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    try:
+        busybox_image(tar, image, tmp_path, files={"message": token + "\n"}, cmd=["cat", "/message"])
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc), pytrace=False)
     assert k8s_node_testbed.import_image(tar) == [image]
     pod = k8s_client.V1Pod(
         metadata=k8s_client.V1ObjectMeta(name="imported"),

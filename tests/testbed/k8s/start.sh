@@ -125,15 +125,23 @@ alive_or_die() { # name pid
     exit 1
   fi
 }
-wait_for() { # name pid seconds command...
-  local name=$1 pid=$2 limit=$3 i
+wait_for() { # name pid seconds command...: retry the command until it succeeds, at most `seconds`
+  local name=$1 pid=$2 limit=$3 what="" arg end
   shift 3
-  for ((i = 0; i < limit * 5; i++)); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
+  # Named by its URL, never by the whole command line: that carries the admin token.
+  for arg in "$@"; do
+    case $arg in http://* | https://*) what=$arg ;; esac
+  done
+  [ -n "$what" ] || what="'$*'"
+  log "waiting for $name to answer $what (up to ${limit} s)"
+  end=$((SECONDS + limit))
+  while ((SECONDS < end)); do
+    # Each try is bounded too: a listener that accepts and never answers must not hang the start.
+    if timeout 5 "$@" >/dev/null 2>&1; then return 0; fi
     alive_or_die "$name" "$pid"
     sleep 0.2
   done
-  log "$name not ready after ${limit}s (waited for: $*); last lines of $STATE/logs/$name.log:"
+  log "$name did not answer $what within ${limit} s; its log ($STATE/logs/$name.log) ends:"
   tail -n 20 "$STATE/logs/$name.log" >&2
   "$here/stop.sh" "$STATE" >&2 || true
   exit 1
