@@ -6,6 +6,12 @@ idempotence, verify), then a `--check --diff` converge on the converged nodes th
 0 changed, then destroy (always, even after a failure). Timings are appended as JSON lines to
 .cache/molecule-timings.jsonl for benchmarks/bench.py.
 
+A scenario whose molecule.yml starts with `# hardware-only` runs only when named; in a full run it
+is reported as skipped, which fails the run unless tests/allowed-skips.yml lists it with a reason.
+Every molecule command is bounded: MOLECULE_STEP_TIMEOUT seconds (default 2700: a cold agent_image
+test takes ~22 min here, CI machines have been 2.5x slower); on expiry the command is interrupted,
+the scenario fails naming the step that hung, and its nodes are destroyed.
+
 Usage: molecule_scenario.py [SCENARIO ...]   (no SCENARIO: every one under molecule/)
 """
 
@@ -14,31 +20,64 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from suite_report import allowed_skip  # tests/suite_report.py
+from support import play_recap  # tests/support.py
+
 ROOT = Path(__file__).resolve().parent.parent
+STEP_TIMEOUT_S = int(os.environ.get("MOLECULE_STEP_TIMEOUT", "2700"))
 VENV_BIN = ROOT / ".venv" / "bin"
-RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
-def molecule(*args: str) -> subprocess.CompletedProcess:
-    """Run molecule with its output streamed as it comes and kept (stdout and stderr together)."""
+class StepTimeout(Exception):
+    """A molecule command ran past its limit; the message names the command and the limit."""
+
+
+def molecule(*args: str, timeout: int | None = None) -> subprocess.CompletedProcess:
+    """Run molecule with its output streamed as it comes and kept (stdout and stderr together).
+    Past `timeout` seconds (default STEP_TIMEOUT_S) molecule gets SIGINT (Ansible stops between
+    tasks), SIGKILL 60 s later, and StepTimeout is raised."""
+    limit = STEP_TIMEOUT_S if timeout is None else timeout
     env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}", ANSIBLE_FORCE_COLOR="false")
     cmd = [str(VENV_BIN / "molecule"), *args]
     print(f"\n$ {' '.join(cmd)}", flush=True)
-    kept = []
+    kept: list[str] = []
     with subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
     ) as proc:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            kept.append(line)
+        timer = threading.Timer(limit, _interrupt, (proc,))
+        timer.daemon = True
+        timer.start()
+        try:
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                kept.append(line)
+            proc.wait()
+        finally:
+            timer.cancel()
     sys.stdout.flush()
+    if getattr(proc, "raibid_timed_out", False):
+        last = next((line.strip() for line in reversed(kept) if line.startswith("TASK [")), "no task started")
+        raise StepTimeout(f"`molecule {' '.join(args)}` did not finish in {limit} s; last task: {last}")
     return subprocess.CompletedProcess(cmd, proc.returncode, "".join(kept), "")
+
+
+def _interrupt(proc: subprocess.Popen) -> None:
+    """The step's time is up: SIGINT, then SIGKILL if it is still running a minute later."""
+    proc.raibid_timed_out = True  # type: ignore[attr-defined]
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 _TASK = re.compile(r"^TASK \[(?P<name>.*?)\] \*")
@@ -74,15 +113,29 @@ def failure_reason(output: str, limit: int = 400) -> str:
     return reason if len(reason) <= limit else reason[: limit - 3] + "..."
 
 
-def scenarios(include_hardware: bool = False) -> list[str]:
-    """Scenario names; those whose molecule.yml starts with `# hardware-only` need real hardware
-    (a DGX Spark) and run only when named explicitly."""
+def _first_line(name: str) -> str:
+    return (ROOT / "molecule" / name / "molecule.yml").read_text(encoding="utf-8").split("\n", 1)[0]
+
+
+def scenarios(include_hardware: bool = False, include_verified_in: bool = False) -> list[str]:
+    """Scenario names. A molecule.yml that starts with `# hardware-only` needs real hardware (a DGX
+    Spark); one that starts with `# verified-in: <scenario>` has its prepare and verify run inside that
+    scenario, on the same converge. Both run only when named (or asked for here)."""
     found = []
     for path in (ROOT / "molecule").glob("*/molecule.yml"):
-        first = path.read_text(encoding="utf-8").split("\n", 1)[0]
-        if include_hardware or not first.startswith("# hardware-only"):
-            found.append(path.parent.name)
+        first = _first_line(path.parent.name)
+        if first.startswith("# hardware-only") and not include_hardware:
+            continue
+        if first.startswith("# verified-in:") and not include_verified_in:
+            continue
+        found.append(path.parent.name)
     return sorted(found)
+
+
+def verified_in(name: str) -> str:
+    """The scenario that runs `name`'s checks (`# verified-in: <scenario>`), or ''."""
+    first = _first_line(name)
+    return first.split(":", 1)[1].split()[0] if first.startswith("# verified-in:") else ""
 
 
 def run_scenario(name: str) -> dict:
@@ -101,8 +154,8 @@ def run_scenario(name: str) -> dict:
         check_started = time.monotonic()
         proc = molecule("converge", "-s", name, "--", "--check", "--diff")
         record["check_s"] = round(time.monotonic() - check_started, 1)
-        recaps = RECAP.findall(proc.stdout)
-        changed = {host: int(ch) for host, _ok, ch, _u, _f in recaps}
+        recaps = play_recap(proc.stdout)
+        changed = {host: counts.get("changed", 0) for host, counts in recaps.items()}
         record["check_changed"] = changed
         if proc.returncode != 0 or not recaps:
             record["failed_step"] = "check mode converge"
@@ -113,6 +166,10 @@ def run_scenario(name: str) -> dict:
             return record
         record["ok"] = True
         return record
+    except StepTimeout as exc:
+        record["failed_step"] = "timed out"
+        record["reason"] = str(exc)
+        return record
     except KeyboardInterrupt:
         # SIGINT: Ctrl-C, or the suite's deadline (tests/run-suite.sh). The nodes are destroyed below,
         # then main() stops and prints the summary.
@@ -120,7 +177,12 @@ def run_scenario(name: str) -> dict:
         record["interrupted"] = True
         return record
     finally:
-        molecule("destroy", "-s", name)
+        try:
+            molecule("destroy", "-s", name, timeout=600)
+        except StepTimeout as exc:
+            record["ok"] = False
+            record.setdefault("failed_step", "destroy timed out")
+            record["reason"] = f"{record.get('reason', '')} {exc}".strip()
         record["total_s"] = round(time.monotonic() - started, 1)
         timings = ROOT / ".cache" / "molecule-timings.jsonl"
         timings.parent.mkdir(parents=True, exist_ok=True)
@@ -128,9 +190,41 @@ def run_scenario(name: str) -> dict:
             fh.write(json.dumps({**record, "at": time.time()}) + "\n")
 
 
+def hardware_skips(names: list[str]) -> list[dict]:
+    """Rows for the hardware-only scenarios a full run leaves out: skipped with the allow-list's
+    reason, or failed when tests/allowed-skips.yml does not list them."""
+    rows = []
+    for name in sorted(set(scenarios(include_hardware=True)) - set(names)):
+        if verified_in(name):
+            continue
+        reason = allowed_skip(f"molecule/{name}")
+        if reason is None:
+            rows.append(
+                {
+                    "scenario": name,
+                    "ok": False,
+                    "failed_step": "skipped (hardware-only) but not on tests/allowed-skips.yml",
+                }
+            )
+        else:
+            rows.append({"scenario": name, "ok": True, "skipped": True, "reason": reason})
+    return rows
+
+
+def covered_rows(results: list[dict]) -> list[dict]:
+    """Rows for the scenarios whose checks ran inside another one: its result is theirs."""
+    by_name = {r["scenario"]: r for r in results}
+    rows = []
+    for name in sorted(set(scenarios(include_verified_in=True)) - set(scenarios())):
+        host = verified_in(name)
+        ran = by_name.get(host, {})
+        rows.append({"scenario": name, "ok": bool(ran.get("ok")), "covered_by": host, "failed_step": f"in {host}"})
+    return rows
+
+
 def main() -> int:
     names = sys.argv[1:] or scenarios()
-    unknown = sorted(set(names) - set(scenarios(include_hardware=True)))
+    unknown = sorted(set(names) - set(scenarios(include_hardware=True, include_verified_in=True)))
     if unknown:
         print(f"unknown scenario(s): {unknown}; known: {scenarios()}", file=sys.stderr)
         return 2
@@ -142,8 +236,18 @@ def main() -> int:
                 {"scenario": n, "ok": False, "failed_step": "not run (interrupted)"} for n in names[len(results) :]
             ]
             break
+    if not sys.argv[1:]:
+        results += hardware_skips(names)
+        results += covered_rows(results)
     print("\nMolecule summary")
     for r in results:
+        if r.get("skipped"):
+            print(f"  {r['scenario']:<36} SKIP       allowed: {r['reason']}")
+            continue
+        if r.get("covered_by"):
+            state = "PASS" if r["ok"] else "FAIL"
+            print(f"  {r['scenario']:<36} {state:<10} its prepare and verify ran in {r['covered_by']} (same converge)")
+            continue
         state = "PASS" if r["ok"] else f"FAIL ({r.get('failed_step')})"
         print(
             f"  {r['scenario']:<36} {state:<10} test {r.get('test_s', '-')}s, check {r.get('check_s', '-')}s, "
@@ -151,8 +255,15 @@ def main() -> int:
         )
         if r.get("reason"):
             print(f"    why: {r['reason']}")
-    failed = [r for r in results if not r["ok"]]
-    print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    failed = [r for r in results if not r["ok"] and not r.get("covered_by")]
+    skipped = [r for r in results if r.get("skipped")]
+    covered = [r for r in results if r.get("covered_by")]
+    passed = len(results) - len(failed) - len(skipped) - len(covered)
+    # The line tests/suite_report.py counts for the suite table.
+    print(
+        f"molecule: {passed} passed, {len(failed)} failed, {len(skipped)} skipped (scenarios);"
+        f" {len(covered)} verified within another"
+    )
     return 1 if failed else 0
 
 

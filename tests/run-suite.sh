@@ -2,6 +2,9 @@
 # The whole test suite (`make test`): every part runs even when an earlier one fails, then a
 # table of parts with their time and result; exits non-zero if any part failed.
 # SUITE_PARTS="lint unit" limits the run to some parts.
+# Each row has the part's test counts (passed/failed/skipped; a skip not on tests/allowed-skips.yml
+# already failed its part), and the table ends with the CI time budget: each part's time against its
+# share, the total against the bar (tests/suite_report.py).
 # Each part's output goes to the terminal and to .cache/suite/<part>.log; under the table, a failed
 # part gets the lines that say why (pytest's FAILED/ERROR lines, Molecule's "why:", make errors),
 # since CI keeps only the end of the output.
@@ -21,7 +24,7 @@ deadline=${SUITE_DEADLINE_EPOCH:-}
 if [ -z "$deadline" ] && [ -n "${SUITE_TIME_LIMIT:-}" ]; then
   deadline=$(($(date +%s) + SUITE_TIME_LIMIT))
 fi
-declare -a rows=() why=()
+declare -a rows=() why=() times=()
 failed=0
 for part in $parts; do
   echo "================ ${part} ================"
@@ -38,18 +41,20 @@ for part in $parts; do
   fi
   "${limit[@]}" make --no-print-directory "$part" 2>&1 | tee "$logs/$part.log"
   rc=${PIPESTATUS[0]}
+  times+=("$part=$((SECONDS - t0))")
+  tally=$(.venv/bin/python tests/suite_report.py counts "$logs/$part.log" 2>/dev/null)
   if [ "$rc" = 0 ]; then
-    rows+=("$(printf '  %-12s %6ds  ok' "$part" $((SECONDS - t0)))")
+    rows+=("$(printf '  %-12s %6ds  %-8s %s' "$part" $((SECONDS - t0)) ok "$tally")")
   elif [ "${#limit[@]}" -gt 0 ] && { [ "$rc" = 124 ] || [ "$rc" = 137 ]; }; then
     rows+=("$(printf '  %-12s %6ds  TIMEOUT (stopped at the suite deadline)' "$part" $((SECONDS - t0)))")
     failed=$((failed + 1))
     why+=("  ${part}: still running at the suite deadline; its log ends with: $(tail -n 1 "$logs/$part.log" | cut -c1-300)")
   else
-    rows+=("$(printf '  %-12s %6ds  FAILED' "$part" $((SECONDS - t0)))")
+    rows+=("$(printf '  %-12s %6ds  %-8s %s' "$part" $((SECONDS - t0)) FAILED "$tally")")
     failed=$((failed + 1))
     while IFS= read -r line; do
       why+=("  ${part}: ${line:0:400}")
-    done < <(grep -E '^(FAILED|ERROR)[: ]|^    why: |^  [a-z_]+ +FAIL |\*\*\* |^[a-z]+: (error|failed)' "$logs/$part.log" | tail -n 12)
+    done < <(grep -E '^(FAILED|ERROR)[: ]|^UNEXPECTED SKIP: |^    why: |^  [a-z_]+ +FAIL |\*\*\* |^[a-z]+: (error|failed)' "$logs/$part.log" | tail -n 12)
   fi
 done
 echo
@@ -59,6 +64,7 @@ if [ "${#why[@]}" -gt 0 ]; then
   echo "Why (from .cache/suite/<part>.log):"
   printf '%s\n' "${why[@]}"
 fi
+.venv/bin/python tests/suite_report.py budget "${times[@]}" || true
 total=$(wc -w <<<"$parts")
 echo "suite: $((total - failed)) passed, ${failed} failed"
 exit $((failed > 0))
