@@ -33,7 +33,7 @@ for part in $parts; do
   if [ -n "$deadline" ]; then
     left=$((deadline - $(date +%s) - grace))
     if [ "$left" -lt 60 ]; then
-      rows+=("$(printf '  %-12s %6s   NOT RUN (the suite deadline leaves %ss)' "$part" - $((left + grace)))")
+      rows+=("$(printf '  %-14s %6s   NOT RUN (the suite deadline leaves %ss)' "$part" - $((left + grace)))")
       failed=$((failed + 1))
       continue
     fi
@@ -41,16 +41,17 @@ for part in $parts; do
   fi
   "${limit[@]}" make --no-print-directory "$part" 2>&1 | tee "$logs/$part.log"
   rc=${PIPESTATUS[0]}
-  times+=("$part=$((SECONDS - t0))")
+  took=$((SECONDS - t0))
+  times+=("$part=$took")
   tally=$(.venv/bin/python tests/suite_report.py counts "$logs/$part.log" 2>/dev/null)
   if [ "$rc" = 0 ]; then
-    rows+=("$(printf '  %-12s %6ds  %-8s %s' "$part" $((SECONDS - t0)) ok "$tally")")
+    rows+=("$(printf '  %-14s %6ds  %-8s %s' "$part" "$took" ok "$tally")")
   elif [ "${#limit[@]}" -gt 0 ] && { [ "$rc" = 124 ] || [ "$rc" = 137 ]; }; then
-    rows+=("$(printf '  %-12s %6ds  TIMEOUT (stopped at the suite deadline)' "$part" $((SECONDS - t0)))")
+    rows+=("$(printf '  %-14s %6ds  TIMEOUT (stopped at the suite deadline)' "$part" "$took")")
     failed=$((failed + 1))
     why+=("  ${part}: still running at the suite deadline; its log ends with: $(tail -n 1 "$logs/$part.log" | cut -c1-300)")
   else
-    rows+=("$(printf '  %-12s %6ds  %-8s %s' "$part" $((SECONDS - t0)) FAILED "$tally")")
+    rows+=("$(printf '  %-14s %6ds  %-8s %s' "$part" "$took" FAILED "$tally")")
     failed=$((failed + 1))
     while IFS= read -r line; do
       why+=("  ${part}: ${line:0:400}")
