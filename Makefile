@@ -42,7 +42,7 @@ agent: ## the raibid-agent crate (image/agent): rustfmt, clippy, unit tests and 
 	cd image/agent && cargo fmt --check && cargo clippy --locked --all-targets -- -D warnings && cargo test --locked
 
 integration: setup ## pytest integration tests (real ansible-playbook runs, real services)
-	$(VENV)/pytest tests/integration
+	$(VENV)/pytest --durations=15 tests/integration
 
 molecule: setup ## every Molecule scenario (or SCENARIOS="a b")
 	$(VENV)/python tests/molecule_scenario.py $(SCENARIOS)

@@ -198,8 +198,8 @@ EOF
 
   t_img=$(date +%s%N)
   for p in pause busybox; do
-    if ! "${CTR[@]}" images import "$cache/images/$p.tar" >>"$STATE/logs/containerd-import.log" 2>&1; then
-      node_log "importing $cache/images/$p.tar into containerd failed; see $STATE/logs/containerd-import.log"
+    if ! timeout 120 "${CTR[@]}" images import "$cache/images/$p.tar" >>"$STATE/logs/containerd-import.log" 2>&1; then
+      node_log "importing $cache/images/$p.tar into containerd failed or ran past 120 s; see $STATE/logs/containerd-import.log"
       tail -n 5 "$STATE/logs/containerd-import.log" >&2
       "$here/stop.sh" "$STATE" >&2 || true
       exit 1
@@ -253,8 +253,9 @@ EOF
 
   # --- node Ready, and schedulable: the node lifecycle controller removed the not-ready taint ----
   local node_url="https://127.0.0.1:${API_PORT}/api/v1/nodes/${NODE_NAME}" last=""
-  for ((i = 0; i < ready_timeout * 5; i++)); do
-    last=$(curl -fsS --cacert "$PKI/ca.crt" -H "Authorization: Bearer ${admin_token}" "$node_url" 2>/dev/null |
+  local ready_deadline=$((SECONDS + ready_timeout))
+  while ((SECONDS < ready_deadline)); do
+    last=$(curl -fsS --max-time 5 --cacert "$PKI/ca.crt" -H "Authorization: Bearer ${admin_token}" "$node_url" 2>/dev/null |
       /usr/bin/python3 -c 'import json, sys
 n = json.load(sys.stdin)
 c = {x["type"]: x for x in n.get("status", {}).get("conditions", [])}
