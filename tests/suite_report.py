@@ -30,16 +30,16 @@ ALLOWED_SKIPS = Path(__file__).resolve().parent / "allowed-skips.yml"
 # build, no BuildKit cache). Shares in seconds per part; `setup` is .ci/run's `make setup`.
 WARM_BAR_S = 35 * 60
 COLD_BAR_S = 75 * 60
-SHARES: dict[str, tuple[int, int]] = {  # part: (warm share, cold share)
-    "setup": (90, 240),
-    "lint": (45, 60),
-    "unit": (30, 45),
-    "agent": (30, 240),
-    "sanity": (120, 150),
-    "release-check": (60, 90),
-    "integration": (720, 2040),
-    "images": (15, 480),
-    "molecule": (990, 1155),
+SHARES: dict[str, tuple[int, int]] = {  # part: (warm share, cold share); measured 2026-12-01, docs/testbed.md
+    "setup": (75, 90),
+    "lint": (40, 45),
+    "unit": (50, 60),
+    "agent": (25, 45),
+    "sanity": (100, 150),
+    "release-check": (55, 60),
+    "integration": (720, 2400),
+    "images": (15, 540),
+    "molecule": (1020, 1110),
 }
 
 

@@ -82,10 +82,10 @@ def test_counts_sum_pytest_cargo_and_molecule_lines():
 
 def test_budget_marks_parts_over_their_share_and_the_total_against_the_bar():
     warm = suite_report.budget_lines({"lint": 20, "molecule": 1500}, cold=False)
-    assert "lint 20/45s," in warm[0] and "molecule 1500/990s OVER" in warm[0]
+    assert "lint 20/40s," in warm[0] and "molecule 1500/1020s OVER" in warm[0]
     assert warm[1].endswith("1520s of 2100s (35 min bar for a warm CI run): within")
     cold = suite_report.budget_lines({"images": 900}, cold=True, total_s=4600)
-    assert "images 900/480s OVER" in cold[0]
+    assert "images 900/540s OVER" in cold[0]
     assert cold[1].endswith("4600s of 4500s (75 min bar for a cold CI run): OVER")
 
 
