@@ -108,8 +108,11 @@ def failure_reason(output: str, limit: int = 400) -> str:
             # Molecule lists the changed tasks on the lines that follow, "* [host] => task".
             changed = [t.strip().lstrip("* ") for t in lines[i + 1 : i + 11] if t.strip().startswith("* [")]
             reason = "idempotence: changed on the second run: " + "; ".join(changed or ["(tasks not listed)"])
-        elif line.startswith(("CRITICAL", "ERROR")) and "glob failed" not in line:
-            reason = line.strip()  # "glob failed" is molecule's notice that there is no default scenario
+        elif line.startswith(("CRITICAL", "ERROR")) and "glob failed" not in line and not reason:
+            # Molecule's own error, when no task failure explains the stop. Its closing "Ansible return
+            # code was N" line must not hide the task's message; "glob failed" is its notice that there
+            # is no default scenario.
+            reason = line.strip()
     return reason if len(reason) <= limit else reason[: limit - 3] + "..."
 
 

@@ -28,7 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from k8s_testbed import K8sTestBed, RedisServer, record_timing, start_redis, start_testbed, stop_testbed
+from k8s_testbed import (
+    K8sTestBed,
+    RedisServer,
+    TestBedError,
+    record_timing,
+    start_redis,
+    start_testbed,
+    stop_testbed,
+)
 from support import CommandTimeout, KedaCrdError, keda_crd, play_recap, run_bounded
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,9 +157,25 @@ def keda_crds() -> dict[str, Path]:
 # --- the Kubernetes test beds ----------------------------------------------------------------------
 
 
+def say(request: pytest.FixtureRequest, line: str) -> None:
+    """A line to the terminal (and CI's log) although fixture output is captured."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    if capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+    else:
+        reporter.write_line(line)
+
+
 def _testbed(request: pytest.FixtureRequest, node: bool):
     """Start the session's test bed of this kind; yield it; stop it at the end of the session."""
-    bed = start_testbed(request, node)
+    try:
+        bed = start_testbed(node, report=lambda line: say(request, line))
+    except TestBedError as exc:
+        pytest.fail(str(exc), pytrace=False)
     try:
         yield bed
     finally:
@@ -191,7 +215,10 @@ def k8s_control_plane_testbed(request):
 @pytest.fixture(scope="session")
 def redis_server(request):
     """A real redis-server on a free loopback port, with a password; stopped by PID at the end."""
-    server: RedisServer = start_redis(request)
+    try:
+        server: RedisServer = start_redis(report=lambda line: say(request, line))
+    except TestBedError as exc:
+        pytest.fail(str(exc), pytrace=False)
     try:
         yield server
     finally:

@@ -18,6 +18,12 @@ is the node bed: one test bed for the session). Only one node test bed per machi
 bridge, the /kubepods cgroups and kubelet's hard-coded paths are machine-wide): start.sh refuses a
 second one, saying which state directory holds the first.
 
+Nothing here needs pytest: the same functions start and stop the test beds for Molecule's create and
+destroy steps (molecule/keda, molecule/agent_jobs) through this file's command line --
+`k8s_testbed.py start STATE [--node]` (builds if needed, starts, writes STATE/testbed.json, prints it)
+and `k8s_testbed.py stop STATE` -- so there is one implementation with two entry points. A failure
+raises TestBedError naming the step; the fixtures turn it into a test failure.
+
 Every wait is bounded: build.sh (BUILD_TIMEOUT_S, killed with its compilers on expiry), start.sh
 (START_TIMEOUT_S; each component's own wait inside it names the component and its log), stop.sh,
 image imports and redis-server's first PING. Build and start times go to the terminal and to
@@ -26,6 +32,7 @@ image imports and redis-server's first PING. Build and start times go to the ter
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -34,14 +41,17 @@ import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pytest
 import redis
 from kubernetes import config as k8s_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from support import CommandTimeout, run_bounded, tail
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,17 +81,15 @@ def record_timing(**values) -> None:
         fh.write(json.dumps({"at": time.time(), **values}) + "\n")
 
 
-def say(request: pytest.FixtureRequest, line: str) -> None:
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None:
-        return
-    # Fixture output is captured; these figures should reach the terminal (and CI's log) anyway.
-    if capture is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(line)
-    else:
-        reporter.write_line(line)
+class TestBedError(RuntimeError):
+    """A test bed step failed or hung; the message names the step (and where its logs are)."""
+
+
+Report = Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -172,9 +180,11 @@ def _start_lines(stderr: str | bytes | None) -> str:
     return tail("\n".join(own), 6)
 
 
-def start_testbed(request: pytest.FixtureRequest, node: bool = False) -> K8sTestBed:
-    """Build (cached per machine) and start a test bed on free loopback ports; fails the test naming
-    the step that failed or hung (the build, or the component start.sh was waiting for)."""
+def start_testbed(node: bool = False, state: Path | None = None, report: Report = _stderr) -> K8sTestBed:
+    """Build (cached per machine) and start a test bed on free loopback ports, in `state` (a new
+    directory under /tmp when None; it must not hold a running test bed). Raises TestBedError naming
+    the step that failed or hung (the build, or the component start.sh was waiting for). Writes
+    STATE/testbed.json (what load_testbed reads)."""
     parts = ["kube-apiserver", "kube-controller-manager", "etcd"] + (["kubelet", "kube-scheduler"] if node else [])
     cached = all((CACHE_DIR / "bin" / b).exists() for b in parts)
     if node:
@@ -187,14 +197,16 @@ def start_testbed(request: pytest.FixtureRequest, node: bool = False) -> K8sTest
             env={**os.environ, **flag},
         )  # fmt: skip
     except CommandTimeout as exc:
-        pytest.fail(str(exc), pytrace=False)
+        raise TestBedError(str(exc)) from None
     build_seconds = time.monotonic() - t0
     if build.returncode != 0:
-        pytest.fail(f"k8s test bed build failed:\n{build.stderr[-4000:]}")
+        raise TestBedError(f"k8s test bed build failed:\n{build.stderr[-4000:]}")
     what = "control plane + node" if node else "control plane"
-    say(request, f"[k8s-testbed] build ({what}) {'(cached)' if cached else '(cold)'}: {build_seconds:.1f}s")
+    report(f"[k8s-testbed] build ({what}) {'(cached)' if cached else '(cold)'}: {build_seconds:.1f}s")
 
-    state = Path(tempfile.mkdtemp(prefix="raibid-k8s-testbed-"))
+    if state is None:
+        state = Path(tempfile.mkdtemp(prefix="raibid-k8s-testbed-"))
+    state.mkdir(parents=True, exist_ok=True)
     ports = {
         "K8S_TESTBED_ETCD_PORT": free_port(),
         "K8S_TESTBED_ETCD_PEER_PORT": free_port(),
@@ -222,34 +234,27 @@ def start_testbed(request: pytest.FixtureRequest, node: bool = False) -> K8sTest
         )
     except subprocess.TimeoutExpired as exc:
         stop_testbed(state, remove=False)
-        pytest.fail(
+        raise TestBedError(
             f"k8s test bed start.sh did not finish within {START_TIMEOUT_S} s (stopped; logs kept in "
-            f"{state / 'logs'}); it was at:\n{_start_lines(exc.stderr)}",
-            pytrace=False,
-        )
+            f"{state / 'logs'}); it was at:\n{_start_lines(exc.stderr)}"
+        ) from None
     start_seconds = time.monotonic() - t0
     if start.returncode != 0:
         stop_testbed(state, remove=False)
-        pytest.fail(
+        raise TestBedError(
             f"k8s test bed did not start (logs kept in {state / 'logs'}); start.sh said:\n"
-            f"{_start_lines(start.stderr)}\nits output ends:\n{start.stderr[-3000:]}",
-            pytrace=False,
+            f"{_start_lines(start.stderr)}\nits output ends:\n{start.stderr[-3000:]}"
         )
-    env = read_env_file(state / "env")
-    bed = K8sTestBed(state, Path(env["KUBECONFIG"]), env["K8S_TESTBED_SERVER"], build_seconds, start_seconds, env)
+    (state / "testbed.json").write_text(
+        json.dumps({"node": node, "labels": labels, "build_s": build_seconds, "start_s": start_seconds}) + "\n"
+    )
+    bed = load_testbed(state)
     if node:
-        bed.node_name = env["K8S_TESTBED_NODE_NAME"]
-        bed.node_ip = env["K8S_TESTBED_NODE_IP"]
-        bed.node_labels = parse_labels(labels)
-        bed.containerd_address = env["K8S_TESTBED_CONTAINERD_ADDRESS"]
-        bed.ctr = shlex.split(env["K8S_TESTBED_CTR"])
-        bed.pause_image = env["K8S_TESTBED_PAUSE_IMAGE"]
-        bed.busybox_image = env["K8S_TESTBED_BUSYBOX_IMAGE"]
-        say(
-            request,
+        env = bed.env
+        report(
             f"[k8s-testbed] started with node {bed.node_name} ({bed.node_ip}) Ready in {start_seconds:.1f}s"
             f" (control plane {int(env['K8S_TESTBED_CONTROL_PLANE_MS']) / 1000:.1f}s,"
-            f" node {int(env['K8S_TESTBED_NODE_START_MS']) / 1000:.1f}s; {env['K8S_TESTBED_SERVER']})",
+            f" node {int(env['K8S_TESTBED_NODE_START_MS']) / 1000:.1f}s; {env['K8S_TESTBED_SERVER']})"
         )
         record_timing(
             kind="k8s-node-testbed",
@@ -261,10 +266,29 @@ def start_testbed(request: pytest.FixtureRequest, node: bool = False) -> K8sTest
             image_import_s=round(int(env["K8S_TESTBED_IMAGE_IMPORT_MS"]) / 1000, 2),
         )
     else:
-        say(request, f"[k8s-testbed] started in {start_seconds:.1f}s ({env['K8S_TESTBED_SERVER']})")
+        report(f"[k8s-testbed] started in {start_seconds:.1f}s ({bed.server})")
         record_timing(
             kind="k8s-testbed", build_s=round(build_seconds, 1), build_cached=cached, start_s=round(start_seconds, 1)
         )
+    return bed
+
+
+def load_testbed(state: Path) -> K8sTestBed:
+    """The running test bed in `state` (its env file and testbed.json, as start_testbed wrote them)."""
+    try:
+        meta = json.loads((state / "testbed.json").read_text())
+        env = read_env_file(state / "env")
+    except FileNotFoundError as exc:
+        raise TestBedError(f"no test bed was started in {state} ({exc.filename} is missing)") from None
+    bed = K8sTestBed(state, Path(env["KUBECONFIG"]), env["K8S_TESTBED_SERVER"], meta["build_s"], meta["start_s"], env)
+    if meta["node"]:
+        bed.node_name = env["K8S_TESTBED_NODE_NAME"]
+        bed.node_ip = env["K8S_TESTBED_NODE_IP"]
+        bed.node_labels = parse_labels(meta["labels"])
+        bed.containerd_address = env["K8S_TESTBED_CONTAINERD_ADDRESS"]
+        bed.ctr = shlex.split(env["K8S_TESTBED_CTR"])
+        bed.pause_image = env["K8S_TESTBED_PAUSE_IMAGE"]
+        bed.busybox_image = env["K8S_TESTBED_BUSYBOX_IMAGE"]
     return bed
 
 
@@ -282,12 +306,14 @@ def stop_testbed(state: Path, remove: bool = True) -> float:
     return time.monotonic() - t0
 
 
-def start_redis(request: pytest.FixtureRequest) -> RedisServer:
-    """redis-server (Debian's) on a free loopback port with a random password, no persistence; fails
-    the test if it exits or does not answer PING within REDIS_START_TIMEOUT_S."""
+def start_redis(report: Report = _stderr) -> RedisServer:
+    """redis-server (Debian's) on a free loopback port with a random password, no persistence; raises
+    TestBedError if it exits or does not answer PING within REDIS_START_TIMEOUT_S."""
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.fail("redis-server is missing: `make setup` (tests/testbed/setup.sh) installs Debian's redis-server")
+        raise TestBedError(
+            "redis-server is missing: `make setup` (tests/testbed/setup.sh) installs Debian's redis-server"
+        )
     port = free_port()
     password = secrets.token_hex(16)
     workdir = Path(tempfile.mkdtemp(prefix="raibid-redis-"))
@@ -309,20 +335,48 @@ def start_redis(request: pytest.FixtureRequest) -> RedisServer:
         if proc.poll() is not None:
             text = log.read_text(errors="replace")
             shutil.rmtree(workdir, ignore_errors=True)
-            pytest.fail(f"redis-server exited with {proc.returncode} during start; its log ends:\n{tail(text)}")
+            raise TestBedError(f"redis-server exited with {proc.returncode} during start; its log ends:\n{tail(text)}")
         try:
             client.ping()
             break
-        except redis.RedisError:
+        except redis.RedisError as exc:
             if time.monotonic() > deadline:
                 proc.kill()
                 proc.wait()
-                pytest.fail(
+                raise TestBedError(
                     f"redis-server did not answer PING on 127.0.0.1:{port} within {REDIS_START_TIMEOUT_S} s; "
                     f"its log ({log}) ends:\n{tail(log.read_text(errors='replace'))}"
-                )
+                ) from exc
             time.sleep(0.1)
     version = client.info("server")["redis_version"]
     client.close()
-    say(request, f"[redis] redis-server {version} on 127.0.0.1:{port} (pid {proc.pid})")
+    report(f"[redis] redis-server {version} on 127.0.0.1:{port} (pid {proc.pid})")
     return RedisServer("127.0.0.1", port, password, version, proc, workdir)
+
+
+def main(argv: list[str]) -> int:
+    """`start STATE [--node]`: build if needed, start, print STATE/testbed.json's fields and the
+    kubeconfig as JSON. `stop STATE`: stop by PID and remove STATE. Exit 1 with the reason on stderr."""
+    parser = argparse.ArgumentParser(prog="k8s_testbed.py", description=main.__doc__)
+    parser.add_argument("action", choices=("start", "stop"))
+    parser.add_argument("state", type=Path, help="the test bed's state directory")
+    parser.add_argument("--node", action="store_true", help="with one node (kubelet, containerd): real Pods run")
+    args = parser.parse_args(argv)
+    state = args.state.resolve()
+    try:
+        if args.action == "start":
+            bed = start_testbed(args.node, state)
+            print(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(bed).items()}))
+        else:
+            seconds = stop_testbed(state)
+            if (state / "pids").exists():
+                raise TestBedError(f"stop.sh did not finish within {STOP_TIMEOUT_S} s; the state is kept")
+            print(f"[k8s-testbed] stopped {state} in {seconds:.1f}s", file=sys.stderr)
+    except TestBedError as exc:
+        print(f"k8s_testbed.py {args.action} {state}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -75,3 +75,13 @@ def test_long_reasons_are_cut():
 
 def test_nothing_recognisable_gives_empty():
     assert failure_reason("PLAY RECAP\nok\n") == ""
+
+
+def test_molecule_closing_error_does_not_hide_the_task_failure():
+    out = (
+        "TASK [Check the CRDs] ***\n"
+        'fatal: [keda-k8s-control]: FAILED! => {"changed": false, "msg": "scaledjobs.keda.sh is not Established"}\n'
+        "PLAY RECAP ***\n"
+        "ERROR    Ansible return code was 2, command was: ['ansible-playbook', 'verify.yml']\n"
+    )
+    assert failure_reason(out) == "Check the CRDs on keda-k8s-control: scaledjobs.keda.sh is not Established"
