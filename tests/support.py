@@ -38,6 +38,22 @@ _RECAP_LINE = re.compile(r"^(?P<host>\S+)\s*:\s*(?P<counts>ok=\d+(?:\s+[a-z]+=\d
 _COUNT = re.compile(r"([a-z]+)=(\d+)")
 
 
+def ansible_env() -> dict:
+    """The environment of the collection's ansible commands run by the tests: the checkout's .venv
+    first on PATH, its ansible.cfg, the collection linked under .cache/collections, plain output.
+    Replaces a surrounding Molecule run's ANSIBLE_CONFIG when called from inside one."""
+    env = dict(os.environ)
+    env.update(
+        PATH=f"{ROOT / '.venv' / 'bin'}:{env.get('PATH', '')}",
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
+        ANSIBLE_FORCE_COLOR="false",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.default",
+    )
+    return env
+
+
 def play_recap(output: str) -> dict[str, dict[str, int]]:
     """Per-host counts from the PLAY RECAP lines in ansible-playbook output:
     {"node-1": {"ok": 80, "changed": 3, "unreachable": 0, "failed": 1, "skipped": 2, ...}}.

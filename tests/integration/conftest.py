@@ -37,7 +37,7 @@ from k8s_testbed import (
     start_testbed,
     stop_testbed,
 )
-from support import CommandTimeout, KedaCrdError, keda_crd, play_recap, run_bounded
+from support import CommandTimeout, KedaCrdError, ansible_env, keda_crd, play_recap, run_bounded
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -80,19 +80,6 @@ class PlaybookRun:
         task = self.failed_task()
         prefixes = VALIDATION_TASKS if phase == "validation" else (phase,)
         assert task.startswith(prefixes), f"failed in {task!r}, expected {prefixes}:\n{self.output}"
-
-
-def ansible_env() -> dict:
-    env = dict(os.environ)
-    env.update(
-        PATH=f"{VENV_BIN}:{env.get('PATH', '')}",
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
-        ANSIBLE_FORCE_COLOR="false",
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.default",
-    )
-    return env
 
 
 def run_playbook(
