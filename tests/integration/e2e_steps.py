@@ -31,10 +31,7 @@ import argparse
 import functools
 import json
 import os
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -52,9 +49,12 @@ from k8s_testbed import (
     REDUCED_SCALEDJOB_CRD,
     K8sTestBed,
     TestBedError,
+    free_port,
     load_testbed,
     record_timing,
+    start_redis,
     start_testbed,
+    stop_pidfile,
     stop_testbed,
 )
 from keda_scaledjob import poll_once
@@ -76,7 +76,6 @@ SLOW_TEST_S = 20
 # e2e_images.py's own bounds are longer (a cold agent build is ~25 min on 2 cores); `up` may pass less.
 IMAGES_TIMEOUT_S = 9000
 SERVICE_START_TIMEOUT_S = 10
-SERVICE_STOP_TIMEOUT_S = 10
 ENQUEUE_TIMEOUT_S = 120
 NO_CONTAINER_TIMEOUT_S = 30
 API_TIMEOUT_S = 30
@@ -185,99 +184,20 @@ def wait_for(what: str, probe, timeout: float, interval: float = 0.5):
         time.sleep(interval)
 
 
-def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 # --- processes started for the test, stopped by PID -----------------------------------------------
-
-
-def _pid_runs(pid: int, name: str) -> bool:
-    """Whether `pid` still runs a command line containing `name` (guards against PID reuse)."""
-    try:
-        return name in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return False
-
-
-def stop_pidfile(pidfile: Path, name: str, timeout: float = SERVICE_STOP_TIMEOUT_S) -> str:
-    """SIGTERM the process in `pidfile` if it still runs `name`, SIGKILL after `timeout` s; removes the
-    pidfile. Returns what it did, for the log."""
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return f"{name}: no pidfile {pidfile}"
-    if not _pid_runs(pid, name):
-        pidfile.unlink(missing_ok=True)
-        return f"{name} ({pid}) was not running"
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _pid_runs(pid, name) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    how = "SIGTERM"
-    if _pid_runs(pid, name):
-        os.kill(pid, signal.SIGKILL)
-        how = f"SIGKILL after ignoring SIGTERM for {timeout:.0f}s"
-    pidfile.unlink(missing_ok=True)
-    return f"stopped {name} ({pid}, {how})"
 
 
 # --- services the Pods reach on the node's bridge address -----------------------------------------
 
 
 def start_pod_redis(node_ip: str, workdir: Path) -> dict:
-    """redis-server with a password on the node address (Pods reach it; nothing else listens there),
-    daemonized, its PID in workdir/redis.pid, the password only in the 0600 workdir/redis.conf.
-    Returns {host, port, password}."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise E2EError("redis-server is missing: `make setup` (tests/testbed/setup.sh) installs Debian's redis-server")
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port(node_ip)
-    password = secrets.token_hex(16)
-    conf, log, pidfile = workdir / "redis.conf", workdir / "redis.log", workdir / "redis.pid"
-    conf.touch(mode=0o600)
-    conf.chmod(0o600)
-    conf.write_text(
-        f"port {port}\nbind {node_ip}\nsave ''\nappendonly no\ndir {workdir}\n"
-        f"requirepass {password}\nprotected-mode no\n"
-        f"daemonize yes\npidfile {pidfile}\nlogfile {log}\n",
-        encoding="utf-8",
-    )
+    """redis-server with a password on the node address (Pods reach it; nothing else listens there):
+    k8s_testbed.start_redis in `workdir`, stopped by stop_pod_redis. Returns {host, port, password}."""
     try:
-        started = subprocess.run(
-            [binary, str(conf)], capture_output=True, text=True, timeout=SERVICE_START_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise E2EError(f"redis-server {conf} did not daemonize within {SERVICE_START_TIMEOUT_S} s") from None
-    if started.returncode != 0:
-        raise E2EError(f"redis-server {conf} exited with {started.returncode}: {started.stderr or started.stdout}")
-    conn = redis.Redis(host=node_ip, port=port, password=password, socket_connect_timeout=1, socket_timeout=1)
-
-    def answers():
-        try:
-            return conn.ping()
-        except redis.RedisError:
-            return False
-
-    try:
-        wait_for(
-            lambda: (
-                f"redis-server to answer PING on {node_ip}:{port} (its log {log} ends:\n"
-                f"{tail(log.read_text(errors='replace') if log.exists() else '')})"
-            ),
-            answers,
-            SERVICE_START_TIMEOUT_S,
-            0.1,
-        )
-    except E2EError:
-        stop_pidfile(pidfile, "redis-server")
-        raise
-    finally:
-        conn.close()
-    return {"host": node_ip, "port": port, "password": password}
+        server = start_redis(host=node_ip, workdir=workdir, report=lambda line: None)
+    except TestBedError as exc:
+        raise E2EError(f"redis-server for the Pods: {exc}") from None
+    return {"host": server.host, "port": server.port, "password": server.password}
 
 
 def stop_pod_redis(workdir: Path) -> str:

@@ -39,6 +39,7 @@ import re
 import secrets
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -67,12 +68,44 @@ START_TIMEOUT_S = 300
 STOP_TIMEOUT_S = 180
 IMPORT_TIMEOUT_S = 300
 REDIS_START_TIMEOUT_S = 10
+# A daemon stopped by its pidfile gets SIGKILL after this long.
+PID_STOP_TIMEOUT_S = 10
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def _pid_runs(pid: int, name: str) -> bool:
+    """Whether `pid` still runs a command line containing `name` (guards against PID reuse)."""
+    try:
+        return name in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+
+
+def stop_pidfile(pidfile: Path, name: str, timeout: float = PID_STOP_TIMEOUT_S) -> str:
+    """SIGTERM the process in `pidfile` if it still runs `name`, SIGKILL after `timeout` s; removes the
+    pidfile. Returns what it did, for the log."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return f"{name}: no pidfile {pidfile}"
+    if not _pid_runs(pid, name):
+        pidfile.unlink(missing_ok=True)
+        return f"{name} ({pid}) was not running"
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _pid_runs(pid, name) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    how = "SIGTERM"
+    if _pid_runs(pid, name):
+        os.kill(pid, signal.SIGKILL)
+        how = f"SIGKILL after ignoring SIGTERM for {timeout:.0f}s"
+    pidfile.unlink(missing_ok=True)
+    return f"stopped {name} ({pid}, {how})"
 
 
 def record_timing(**values) -> None:
@@ -145,14 +178,22 @@ class K8sTestBed:
 
 @dataclass
 class RedisServer:
-    """A started redis-server; `workdir` holds its config (0600, with the password)."""
+    """A started redis-server (daemonized); `workdir` holds its config (0600, with the password), its
+    log and its pidfile."""
 
     host: str
     port: int
     password: str
     version: str
-    process: subprocess.Popen
     workdir: Path
+
+    @property
+    def pidfile(self) -> Path:
+        return self.workdir / "redis.pid"
+
+    def stop(self) -> str:
+        """Stop it by PID (stop_pidfile); returns what was done."""
+        return stop_pidfile(self.pidfile, "redis-server")
 
 
 def read_env_file(path: Path) -> dict:
@@ -306,52 +347,68 @@ def stop_testbed(state: Path, remove: bool = True) -> float:
     return time.monotonic() - t0
 
 
-def start_redis(report: Report = _stderr) -> RedisServer:
-    """redis-server (Debian's) on a free loopback port with a random password, no persistence; raises
-    TestBedError if it exits or does not answer PING within REDIS_START_TIMEOUT_S."""
+def start_redis(host: str = "127.0.0.1", workdir: Path | None = None, report: Report = _stderr) -> RedisServer:
+    """redis-server (Debian's) daemonized on a free port of `host` (loopback by default; the node test
+    bed's bridge address for Pods) with a random password, no persistence, its PID in
+    workdir/redis.pid (a new directory under /tmp when `workdir` is None). Raises TestBedError if it
+    exits or does not answer PING within REDIS_START_TIMEOUT_S (then nothing is left running)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise TestBedError(
             "redis-server is missing: `make setup` (tests/testbed/setup.sh) installs Debian's redis-server"
         )
-    port = free_port()
+    port = free_port(host)
     password = secrets.token_hex(16)
-    workdir = Path(tempfile.mkdtemp(prefix="raibid-redis-"))
-    conf = workdir / "redis.conf"
+    if workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="raibid-redis-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    server = RedisServer(host, port, password, "", workdir)
+    conf, log = workdir / "redis.conf", workdir / "redis.log"
     # The password goes in a 0600 file, not on the command line (visible in ps).
+    conf.touch(mode=0o600)
+    conf.chmod(0o600)
     conf.write_text(
-        f"port {port}\nbind 127.0.0.1\nsave ''\nappendonly no\ndir {workdir}\n"
-        f"requirepass {password}\nmaxmemory-policy noeviction\n",
+        f"port {port}\nbind {host}\nsave ''\nappendonly no\ndir {workdir}\n"
+        f"requirepass {password}\nmaxmemory-policy noeviction\nprotected-mode no\n"
+        f"daemonize yes\npidfile {server.pidfile}\nlogfile {log}\n",
         encoding="utf-8",
     )
-    conf.chmod(0o600)
-    log = workdir / "redis.log"
-    with log.open("wb") as fh:
-        proc = subprocess.Popen([binary, str(conf)], stdout=fh, stderr=subprocess.STDOUT)
+
+    def log_tail() -> str:
+        return tail(log.read_text(errors="replace") if log.exists() else "")
+
+    try:
+        started = subprocess.run(
+            [binary, str(conf)], capture_output=True, text=True, timeout=REDIS_START_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise TestBedError(f"redis-server {conf} did not daemonize within {REDIS_START_TIMEOUT_S} s") from None
+    if started.returncode != 0:
+        raise TestBedError(
+            f"redis-server exited with {started.returncode} during start: {started.stderr or started.stdout}"
+            f"; its log ends:\n{log_tail()}"
+        )
     # socket_timeout too: a server that accepts but never answers must not block PING forever.
-    client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_connect_timeout=1, socket_timeout=1)
+    client = redis.Redis(host=host, port=port, password=password, socket_connect_timeout=1, socket_timeout=1)
     deadline = time.monotonic() + REDIS_START_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            text = log.read_text(errors="replace")
-            shutil.rmtree(workdir, ignore_errors=True)
-            raise TestBedError(f"redis-server exited with {proc.returncode} during start; its log ends:\n{tail(text)}")
-        try:
-            client.ping()
-            break
-        except redis.RedisError as exc:
-            if time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
-                raise TestBedError(
-                    f"redis-server did not answer PING on 127.0.0.1:{port} within {REDIS_START_TIMEOUT_S} s; "
-                    f"its log ({log}) ends:\n{tail(log.read_text(errors='replace'))}"
-                ) from exc
-            time.sleep(0.1)
-    version = client.info("server")["redis_version"]
-    client.close()
-    report(f"[redis] redis-server {version} on 127.0.0.1:{port} (pid {proc.pid})")
-    return RedisServer("127.0.0.1", port, password, version, proc, workdir)
+    try:
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.RedisError as exc:
+                if time.monotonic() > deadline:
+                    server.stop()
+                    raise TestBedError(
+                        f"redis-server did not answer PING on {host}:{port} within {REDIS_START_TIMEOUT_S} s; "
+                        f"its log ({log}) ends:\n{log_tail()}"
+                    ) from exc
+                time.sleep(0.1)
+        server.version = client.info("server")["redis_version"]
+    finally:
+        client.close()
+    report(f"[redis] redis-server {server.version} on {host}:{port} (pid {server.pidfile.read_text().strip()})")
+    return server
 
 
 def main(argv: list[str]) -> int:
