@@ -46,10 +46,10 @@ from kubernetes import config as k8s_config
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 from k8s_testbed import (
-    REDUCED_SCALEDJOB_CRD,
     K8sTestBed,
     TestBedError,
     free_port,
+    keda_vars,
     load_testbed,
     record_timing,
     start_redis,
@@ -372,18 +372,6 @@ def agent_vars(kubeconfig: str, queue: dict, git_host: str, images: dict, image:
         # Entries of a killed agent are reclaimed after 3 s (default 10 min).
         "agent_jobs_extra_env": {"RECLAIM_IDLE_MS": "3000", "BLOCK_MS": "2000"},
         **overrides,
-    }
-
-
-def keda_vars(kubeconfig: str, triggerauthentications_crd: str | os.PathLike | None = None) -> dict:
-    """The keda role variables for this test bed: the CRDs only (the operator cannot run here): the
-    pinned TriggerAuthentication CRD and the reduced ScaledJob CRD (the upstream one is too much for
-    a 1.20 API server). Raises KedaCrdError when the pinned CRD cannot be had."""
-    crd = triggerauthentications_crd or keda_crd("triggerauthentications")
-    return {
-        "keda_kubeconfig": str(kubeconfig),
-        "keda_wait_for_operator": False,
-        "keda_manifest_sources": [str(crd), str(REDUCED_SCALEDJOB_CRD)],
     }
 
 

@@ -53,7 +53,7 @@ import redis
 from kubernetes import config as k8s_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from support import CommandTimeout, run_bounded, tail
+from support import CommandTimeout, keda_crd, run_bounded, tail
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTBED = ROOT / "tests" / "testbed" / "k8s"
@@ -70,6 +70,19 @@ IMPORT_TIMEOUT_S = 300
 REDIS_START_TIMEOUT_S = 10
 # A daemon stopped by its pidfile gets SIGKILL after this long.
 PID_STOP_TIMEOUT_S = 10
+
+
+def keda_vars(kubeconfig: str, triggerauthentications_crd: str | os.PathLike | None = None) -> dict:
+    """The keda role variables for this test bed: the CRDs only (the operator cannot run here): the
+    pinned TriggerAuthentication CRD and the reduced ScaledJob CRD (the upstream one is too much for
+    a 1.20 API server). Used by test_k8s_apply.py, e2e_steps.py and molecule/agent_jobs. Raises
+    KedaCrdError when the pinned CRD cannot be had."""
+    crd = triggerauthentications_crd or keda_crd("triggerauthentications")
+    return {
+        "keda_kubeconfig": str(kubeconfig),
+        "keda_wait_for_operator": False,
+        "keda_manifest_sources": [str(crd), str(REDUCED_SCALEDJOB_CRD)],
+    }
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -33,7 +33,8 @@ from conftest import role_play, run_playbook
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from k8s_testbed import REDUCED_SCALEDJOB_CRD, record_timing
+from k8s_testbed import keda_vars as bed_keda_vars
+from k8s_testbed import record_timing
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
@@ -61,12 +62,8 @@ def api(k8s_testbed):
 
 @pytest.fixture(scope="module")
 def keda_vars(k8s_testbed, keda_crds):
-    return {
-        "keda_kubeconfig": str(k8s_testbed.kubeconfig),
-        # No operator can run on a control-plane-only test bed: install the CRDs, do not wait for it.
-        "keda_wait_for_operator": False,
-        "keda_manifest_sources": [str(keda_crds["triggerauthentications"]), str(REDUCED_SCALEDJOB_CRD)],
-    }
+    # No operator can run on a control-plane-only test bed: install the CRDs, do not wait for it.
+    return bed_keda_vars(str(k8s_testbed.kubeconfig), keda_crds["triggerauthentications"])
 
 
 def remove_keda_crds(api, timeout: float = 60) -> None:
