@@ -8,6 +8,12 @@ idempotence, verify), then a `--check --diff` converge on the converged nodes th
 
 A scenario whose molecule.yml starts with `# hardware-only` runs only when named; in a full run it
 is reported as skipped, which fails the run unless tests/allowed-skips.yml lists it with a reason.
+
+Scenarios run MOLECULE_JOBS at a time (default 2): each has its own nodes and networks, and for long
+stretches they wait on containers rather than the CPU. Scenarios whose molecule.yml has a line
+`# shares: <thing>` (e.g. the one Kubernetes test bed a machine can run) never run at the same time
+as another naming the same thing. The longest scenarios (by the last recorded timings) start first;
+with MOLECULE_JOBS>1 each output line is prefixed with `[scenario]`.
 Every molecule command is bounded: MOLECULE_STEP_TIMEOUT seconds (default 2700: a cold agent_image
 test takes ~22 min here, CI machines have been 2.5x slower); on expiry the command is interrupted,
 the scenario fails naming the step that hung, and its nodes are destroyed.
@@ -26,6 +32,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from suite_report import allowed_skip  # tests/suite_report.py
@@ -34,6 +41,12 @@ from support import play_recap  # tests/support.py
 ROOT = Path(__file__).resolve().parent.parent
 STEP_TIMEOUT_S = int(os.environ.get("MOLECULE_STEP_TIMEOUT", "2700"))
 VENV_BIN = ROOT / ".venv" / "bin"
+TIMINGS = ROOT / ".cache" / "molecule-timings.jsonl"
+# Set when the run is interrupted (SIGINT): scenarios still running record it, none starts after it.
+INTERRUPTED = threading.Event()
+_LOCAL = threading.local()  # .prefix: "[scenario] " on each output line when scenarios run side by side
+_OUT_LOCK = threading.Lock()
+_RUNNING: set[subprocess.Popen] = set()
 
 
 class StepTimeout(Exception):
@@ -47,27 +60,35 @@ def molecule(*args: str, timeout: int | None = None) -> subprocess.CompletedProc
     limit = STEP_TIMEOUT_S if timeout is None else timeout
     env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}", ANSIBLE_FORCE_COLOR="false")
     cmd = [str(VENV_BIN / "molecule"), *args]
-    print(f"\n$ {' '.join(cmd)}", flush=True)
     kept: list[str] = []
+    prefix = getattr(_LOCAL, "prefix", "")
+    _say(f"\n{prefix}$ {' '.join(cmd)}\n")
     with subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
     ) as proc:
         assert proc.stdout is not None
+        _RUNNING.add(proc)
         timer = threading.Timer(limit, _interrupt, (proc,))
         timer.daemon = True
         timer.start()
         try:
             for line in proc.stdout:
-                sys.stdout.write(line)
+                _say(prefix + line)
                 kept.append(line)
             proc.wait()
         finally:
             timer.cancel()
-    sys.stdout.flush()
+            _RUNNING.discard(proc)
     if getattr(proc, "raibid_timed_out", False):
         last = next((line.strip() for line in reversed(kept) if line.startswith("TASK [")), "no task started")
         raise StepTimeout(f"`molecule {' '.join(args)}` did not finish in {limit} s; last task: {last}")
     return subprocess.CompletedProcess(cmd, proc.returncode, "".join(kept), "")
+
+
+def _say(text: str) -> None:
+    with _OUT_LOCK:
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
 
 def _interrupt(proc: subprocess.Popen) -> None:
@@ -141,6 +162,13 @@ def verified_in(name: str) -> str:
     return first.split(":", 1)[1].split()[0] if first.startswith("# verified-in:") else ""
 
 
+def _stop_if_interrupted() -> None:
+    """In a worker thread SIGINT is not raised (Python raises it in the main thread, which sets
+    INTERRUPTED; molecule itself got the signal through the process group and stopped)."""
+    if INTERRUPTED.is_set():
+        raise KeyboardInterrupt
+
+
 def run_scenario(name: str) -> dict:
     record: dict = {"scenario": name, "ok": False}
     started = time.monotonic()
@@ -148,7 +176,9 @@ def run_scenario(name: str) -> dict:
         # `--destroy never` also skips test's first destroy: remove leftovers of earlier runs here,
         # or a stale node would make converge look like a no-op.
         molecule("destroy", "-s", name)
+        _stop_if_interrupted()
         proc = molecule("test", "-s", name, "--destroy", "never")
+        _stop_if_interrupted()
         record["test_s"] = round(time.monotonic() - started, 1)
         if proc.returncode != 0:
             record["failed_step"] = "molecule test"
@@ -156,6 +186,7 @@ def run_scenario(name: str) -> dict:
             return record
         check_started = time.monotonic()
         proc = molecule("converge", "-s", name, "--", "--check", "--diff")
+        _stop_if_interrupted()
         record["check_s"] = round(time.monotonic() - check_started, 1)
         recaps = play_recap(proc.stdout)
         changed = {host: counts.get("changed", 0) for host, counts in recaps.items()}
@@ -187,10 +218,9 @@ def run_scenario(name: str) -> dict:
             record.setdefault("failed_step", "destroy timed out")
             record["reason"] = f"{record.get('reason', '')} {exc}".strip()
         record["total_s"] = round(time.monotonic() - started, 1)
-        timings = ROOT / ".cache" / "molecule-timings.jsonl"
-        timings.parent.mkdir(parents=True, exist_ok=True)
-        with timings.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({**record, "at": time.time()}) + "\n")
+        TIMINGS.parent.mkdir(parents=True, exist_ok=True)
+        with _OUT_LOCK, TIMINGS.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({**record, "at": time.time(), "jobs": getattr(_LOCAL, "jobs", 1)}) + "\n")
 
 
 def hardware_skips(names: list[str]) -> list[dict]:
@@ -225,20 +255,97 @@ def covered_rows(results: list[dict]) -> list[dict]:
     return rows
 
 
+def shares(name: str) -> set[str]:
+    """What the scenario uses that only one scenario at a time may (`# shares: <thing>` lines)."""
+    text = (ROOT / "molecule" / name / "molecule.yml").read_text(encoding="utf-8")
+    return set(re.findall(r"^# shares: *(\S+)", text, re.MULTILINE))
+
+
+def longest_first(names: list[str], timings: Path = TIMINGS) -> list[str]:
+    """`names` ordered by each scenario's last successful total time, longest first, so that the
+    lanes end close together; a scenario without a record (a new clone) comes first, in name order."""
+    last: dict[str, float] = {}
+    if timings.exists():
+        for line in timings.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("ok") and "total_s" in rec:
+                last[rec["scenario"]] = float(rec["total_s"])
+    return sorted(names, key=lambda n: -last.get(n, float("inf")))
+
+
+def run_all(
+    names: list[str], jobs: int, run: Callable[[str], dict], shares_of: Callable[[str], set[str]] = shares
+) -> list[dict]:
+    """Run `names` with `run`, at most `jobs` at a time, never two that share a thing at once, in the
+    given order as far as that allows. Once INTERRUPTED is set no scenario starts: the ones left are
+    reported "not run (interrupted)". Results come back in the order of `names`."""
+    pending = list(names)
+    busy: set[str] = set()
+    results: dict[str, dict] = {}
+    cond = threading.Condition()
+    uses = {name: shares_of(name) for name in names}
+
+    def worker() -> None:
+        _LOCAL.jobs = jobs
+        while True:
+            with cond:
+                while True:
+                    if INTERRUPTED.is_set() or not pending:
+                        return
+                    name = next((n for n in pending if not uses[n] & busy), None)
+                    if name is not None:
+                        break
+                    cond.wait()
+                pending.remove(name)
+                busy.update(uses[name])
+            _LOCAL.prefix = f"[{name}] " if jobs > 1 else ""
+            try:
+                results[name] = run(name)
+            except Exception as exc:  # a bug in the runner must not leave the other lane waiting forever
+                results[name] = {"scenario": name, "ok": False, "failed_step": f"runner error: {exc!r}"}
+            with cond:
+                busy.difference_update(uses[name])
+                if results[name].get("interrupted"):
+                    INTERRUPTED.set()
+                cond.notify_all()
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, min(jobs, len(names))))]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        try:
+            for thread in threads:
+                thread.join(0.5)
+        except KeyboardInterrupt:
+            # The molecule commands got the same SIGINT (one process group) and stop; each lane
+            # then destroys its nodes. No scenario starts after this.
+            INTERRUPTED.set()
+            with cond:
+                cond.notify_all()
+    return [
+        results.get(name, {"scenario": name, "ok": False, "failed_step": "not run (interrupted)"}) for name in names
+    ]
+
+
 def main() -> int:
     names = sys.argv[1:] or scenarios()
     unknown = sorted(set(names) - set(scenarios(include_hardware=True, include_verified_in=True)))
     if unknown:
         print(f"unknown scenario(s): {unknown}; known: {scenarios()}", file=sys.stderr)
         return 2
-    results = []
-    for name in names:
-        results.append(run_scenario(name))
-        if results[-1].get("interrupted"):
-            results += [
-                {"scenario": n, "ok": False, "failed_step": "not run (interrupted)"} for n in names[len(results) :]
-            ]
-            break
+    try:
+        jobs = int(os.environ.get("MOLECULE_JOBS", "2"))
+        if jobs < 1:
+            raise ValueError
+    except ValueError:
+        print(f"MOLECULE_JOBS must be a whole number >= 1, got {os.environ['MOLECULE_JOBS']!r}", file=sys.stderr)
+        return 2
+    print(f"molecule: {len(names)} scenario(s), {jobs} at a time", flush=True)
+    by_name = {r["scenario"]: r for r in run_all(longest_first(names), jobs, run_scenario)}
+    results = [by_name[name] for name in names]
     if not sys.argv[1:]:
         results += hardware_skips(names)
         results += covered_rows(results)

@@ -5,9 +5,14 @@
 # Each row has the part's test counts (passed/failed/skipped; a skip not on tests/allowed-skips.yml
 # already failed its part), and the table ends with the CI time budget: each part's time against its
 # share, the total against the bar (tests/suite_report.py).
-# Each part's output goes to the terminal and to .cache/suite/<part>.log; under the table, a failed
+# Each part's output goes to .cache/suite/<part>.log and to the terminal; under the table, a failed
 # part gets the lines that say why (pytest's FAILED/ERROR lines, Molecule's "why:", make errors),
 # since CI keeps only the end of the output.
+#
+# The short CPU-bound parts (SUITE_BESIDE, default "lint unit agent sanity release-check") run one
+# after another beside `integration`, which spends most of its time waiting on containers and the
+# Kubernetes test bed; their output is printed when integration ends. SUITE_BESIDE="" runs every
+# part in turn.
 #
 # A deadline bounds the whole run, so that a part that hangs is stopped and the table still printed:
 # SUITE_DEADLINE_EPOCH (seconds since the epoch; .ci/run sets it from CI's own limit) or
@@ -17,6 +22,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 parts=${SUITE_PARTS:-"lint unit agent sanity release-check integration images molecule"}
+beside=${SUITE_BESIDE-"lint unit agent sanity release-check"}
 logs=.cache/suite
 mkdir -p "$logs"
 grace=${SUITE_KILL_GRACE:-180}
@@ -24,48 +30,96 @@ deadline=${SUITE_DEADLINE_EPOCH:-}
 if [ -z "$deadline" ] && [ -n "${SUITE_TIME_LIMIT:-}" ]; then
   deadline=$(($(date +%s) + SUITE_TIME_LIMIT))
 fi
-declare -a rows=() why=() times=()
-failed=0
-for part in $parts; do
-  echo "================ ${part} ================"
-  t0=$SECONDS
-  limit=()
+suite_t0=$SECONDS
+# `make test` ran setup already; parts running side by side must not run it again at the same time.
+if [ -n "${MAKELEVEL:-}" ]; then
+  make_opts=(-o setup)
+else
+  make --no-print-directory setup || exit 1
+  make_opts=(-o setup)
+fi
+
+for part in $parts; do rm -f "$logs/$part.row" "$logs/$part.time" "$logs/$part.why"; done
+
+# run_part PART [quiet]: run one part, leaving its table row in $logs/PART.row, its time in
+# $logs/PART.time and its why-lines in $logs/PART.why (files, so that a part run in the background
+# reports the same way).
+run_part() {
+  local part=$1 quiet=${2:-} t0=$SECONDS limit=() rc took tally left
+  rm -f "$logs/$part.row" "$logs/$part.time" "$logs/$part.why"
   if [ -n "$deadline" ]; then
     left=$((deadline - $(date +%s) - grace))
     if [ "$left" -lt 60 ]; then
-      rows+=("$(printf '  %-14s %6s   NOT RUN (the suite deadline leaves %ss)' "$part" - $((left + grace)))")
-      failed=$((failed + 1))
-      continue
+      printf '  %-14s %6s   NOT RUN (the suite deadline leaves %ss)\n' "$part" - $((left + grace)) >"$logs/$part.row"
+      echo "  ${part}: not run" >"$logs/$part.why"
+      return
     fi
     limit=(timeout -s INT -k "$grace" "$left")
   fi
-  "${limit[@]}" make --no-print-directory "$part" 2>&1 | tee "$logs/$part.log"
-  rc=${PIPESTATUS[0]}
+  if [ -n "$quiet" ]; then
+    "${limit[@]}" make --no-print-directory "${make_opts[@]}" "$part" >"$logs/$part.log" 2>&1
+    rc=$?
+  else
+    "${limit[@]}" make --no-print-directory "${make_opts[@]}" "$part" 2>&1 | tee "$logs/$part.log"
+    rc=${PIPESTATUS[0]}
+  fi
   took=$((SECONDS - t0))
-  times+=("$part=$took")
+  echo "$part=$took" >"$logs/$part.time"
   tally=$(.venv/bin/python tests/suite_report.py counts "$logs/$part.log" 2>/dev/null)
   if [ "$rc" = 0 ]; then
-    rows+=("$(printf '  %-14s %6ds  %-8s %s' "$part" "$took" ok "$tally")")
+    printf '  %-14s %6ds  %-8s %s\n' "$part" "$took" ok "$tally" >"$logs/$part.row"
   elif [ "${#limit[@]}" -gt 0 ] && { [ "$rc" = 124 ] || [ "$rc" = 137 ]; }; then
-    rows+=("$(printf '  %-14s %6ds  TIMEOUT (stopped at the suite deadline)' "$part" "$took")")
-    failed=$((failed + 1))
-    why+=("  ${part}: still running at the suite deadline; its log ends with: $(tail -n 1 "$logs/$part.log" | cut -c1-300)")
+    printf '  %-14s %6ds  TIMEOUT (stopped at the suite deadline)\n' "$part" "$took" >"$logs/$part.row"
+    echo "  ${part}: still running at the suite deadline; its log ends with: $(tail -n 1 "$logs/$part.log" | cut -c1-300)" >"$logs/$part.why"
   else
-    rows+=("$(printf '  %-14s %6ds  %-8s %s' "$part" "$took" FAILED "$tally")")
-    failed=$((failed + 1))
-    while IFS= read -r line; do
-      why+=("  ${part}: ${line:0:400}")
-    done < <(grep -E '^(FAILED|ERROR)[: ]|^UNEXPECTED SKIP: |^    why: |^  [a-z_]+ +FAIL |\*\*\* |^[a-z]+: (error|failed)' "$logs/$part.log" | tail -n 12)
+    printf '  %-14s %6ds  %-8s %s\n' "$part" "$took" FAILED "$tally" >"$logs/$part.row"
+    grep -E '^(FAILED|ERROR)[: ]|^UNEXPECTED SKIP: |^    why: |^  [a-z_]+ +FAIL |\*\*\* |^[a-z]+: (error|failed)' "$logs/$part.log" \
+      | tail -n 12 | cut -c1-400 | sed "s/^/  ${part}: /" >"$logs/$part.why"
+    [ -s "$logs/$part.why" ] || echo "  ${part}: failed (see $logs/$part.log)" >"$logs/$part.why"
   fi
+}
+
+# The parts to run beside integration: those of SUITE_BESIDE that are in this run, when integration is.
+declare -a side=() main=()
+for part in $parts; do
+  if [[ " $parts " == *" integration "* && " $beside " == *" $part "* ]]; then side+=("$part"); else main+=("$part"); fi
 done
+for part in "${main[@]}"; do
+  if [ "$part" = integration ] && [ "${#side[@]}" -gt 0 ]; then
+    echo "================ integration (beside it: ${side[*]}; their output follows it) ================"
+    (for p in "${side[@]}"; do run_part "$p" quiet; done) &
+    side_pid=$!
+    run_part integration
+    wait "$side_pid"
+    for p in "${side[@]}"; do
+      echo "================ ${p} (ran beside integration) ================"
+      cat "$logs/$p.log" 2>/dev/null
+    done
+    continue
+  fi
+  echo "================ ${part} ================"
+  run_part "$part"
+done
+
 echo
 echo "Test suite parts:"
-printf '%s\n' "${rows[@]}"
-if [ "${#why[@]}" -gt 0 ]; then
+declare -a times=()
+failed=0 count=0
+for part in $parts; do
+  count=$((count + 1))
+  if [ ! -f "$logs/$part.row" ]; then # its background chain was killed before it ran
+    printf '  %-14s %6s   NOT RUN (stopped before it started)\n' "$part" - >"$logs/$part.row"
+  fi
+  row=$(cat "$logs/$part.row")
+  [[ " ${side[*]} " == *" $part "* ]] && row+="   (beside integration)"
+  echo "$row"
+  if ! grep -qE "^  $part +[0-9]+s  ok " "$logs/$part.row"; then failed=$((failed + 1)); fi
+  [ -f "$logs/$part.time" ] && times+=("$(cat "$logs/$part.time")")
+done
+if [ "$failed" -gt 0 ]; then
   echo "Why (from .cache/suite/<part>.log):"
-  printf '%s\n' "${why[@]}"
+  for part in $parts; do [ -f "$logs/$part.why" ] && cat "$logs/$part.why"; done
 fi
-.venv/bin/python tests/suite_report.py budget "${times[@]}" || true
-total=$(wc -w <<<"$parts")
-echo "suite: $((total - failed)) passed, ${failed} failed"
+.venv/bin/python tests/suite_report.py budget "${times[@]}" "suite=$((SECONDS - suite_t0))" || true
+echo "suite: $((count - failed)) passed, ${failed} failed"
 exit $((failed > 0))

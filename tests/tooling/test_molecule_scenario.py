@@ -1,12 +1,20 @@
-"""The Molecule runner's one-line reason for a failed scenario (CI shows only the end of the log)."""
+"""The Molecule runner: its one-line reason for a failed scenario (CI shows only the end of the log),
+and how it runs scenarios side by side (lanes, things only one scenario may use at a time, order,
+interruption)."""
 
 from __future__ import annotations
 
+import json
 import sys
+import threading
+import time
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from molecule_scenario import failure_reason  # tests/molecule_scenario.py
+import molecule_scenario  # tests/molecule_scenario.py
+from molecule_scenario import failure_reason, longest_first, run_all, shares
 
 RESCUED_THEN_FATAL = """\
 INFO     [agent_image > verify] Executing
@@ -85,3 +93,90 @@ def test_molecule_closing_error_does_not_hide_the_task_failure():
         "ERROR    Ansible return code was 2, command was: ['ansible-playbook', 'verify.yml']\n"
     )
     assert failure_reason(out) == "Check the CRDs on keda-k8s-control: scaledjobs.keda.sh is not Established"
+
+
+class Lanes:
+    """A fake scenario run that records which scenarios ran at the same time."""
+
+    def __init__(self, seconds: dict[str, float], outcome: dict[str, dict] | None = None) -> None:
+        self.seconds, self.outcome = seconds, outcome or {}
+        self.running: set[str] = set()
+        self.overlaps: list[set[str]] = []
+        self.started: list[str] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, name: str) -> dict:
+        with self.lock:
+            self.started.append(name)
+            self.running.add(name)
+            self.overlaps.append(set(self.running))
+        time.sleep(self.seconds[name])
+        with self.lock:
+            self.running.discard(name)
+        if isinstance(self.outcome.get(name), Exception):
+            raise self.outcome[name]
+        return {"scenario": name, "ok": True, **self.outcome.get(name, {})}
+
+
+@pytest.fixture(autouse=True)
+def _not_interrupted():
+    molecule_scenario.INTERRUPTED.clear()
+    yield
+    molecule_scenario.INTERRUPTED.clear()
+
+
+def test_two_lanes_and_the_shared_test_bed_never_at_once():
+    seconds = {"k1": 0.2, "k2": 0.2, "a": 0.3, "b": 0.1, "c": 0.1}
+    uses = {"k1": {"k8s-testbed"}, "k2": {"k8s-testbed"}}
+    fake = Lanes(seconds)
+    results = run_all(list(seconds), 2, fake, lambda n: uses.get(n, set()))
+    assert [r["scenario"] for r in results] == list(seconds)
+    assert all(r["ok"] for r in results)
+    assert max(len(now) for now in fake.overlaps) == 2, "two lanes were never used together"
+    assert not any({"k1", "k2"} <= now for now in fake.overlaps), fake.overlaps
+    # k2 waits for k1: the next scenario that shares nothing goes first.
+    assert fake.started[:2] == ["k1", "a"]
+
+
+def test_one_lane_runs_in_the_given_order():
+    seconds = {"b": 0.01, "a": 0.01, "c": 0.01}
+    fake = Lanes(seconds)
+    run_all(["b", "a", "c"], 1, fake, lambda n: set())
+    assert fake.started == ["b", "a", "c"]
+    assert max(len(now) for now in fake.overlaps) == 1
+
+
+def test_an_interrupted_scenario_starts_no_other():
+    seconds = {"a": 0.05, "b": 0.2, "c": 0.01, "d": 0.01}
+    fake = Lanes(seconds, {"a": {"ok": False, "interrupted": True}})
+    results = {r["scenario"]: r for r in run_all(list(seconds), 2, fake, lambda n: set())}
+    assert results["a"]["interrupted"] and results["b"]["ok"], "the scenario already running finishes"
+    assert results["c"] == {"scenario": "c", "ok": False, "failed_step": "not run (interrupted)"}
+    assert set(fake.started) == {"a", "b"}
+
+
+def test_a_runner_error_fails_its_scenario_only():
+    seconds = {"a": 0.01, "b": 0.05, "c": 0.01}
+    fake = Lanes(seconds, {"a": RuntimeError("boom")})
+    results = {r["scenario"]: r for r in run_all(list(seconds), 2, fake, lambda n: set())}
+    assert results["a"]["failed_step"] == "runner error: RuntimeError('boom')" and not results["a"]["ok"]
+    assert results["b"]["ok"] and results["c"]["ok"]
+
+
+def test_longest_first_by_the_last_successful_run(tmp_path):
+    timings = tmp_path / "molecule-timings.jsonl"
+    rows = [
+        {"scenario": "short", "ok": True, "total_s": 50},
+        {"scenario": "long", "ok": True, "total_s": 300},
+        {"scenario": "long", "ok": False, "total_s": 5},  # a failed run says nothing about its length
+        {"scenario": "mid", "ok": True, "total_s": 400},
+        {"scenario": "mid", "ok": True, "total_s": 120},  # the last success counts
+    ]
+    timings.write_text("\n".join(json.dumps(r) for r in rows) + "\nnot json\n")
+    assert longest_first(["mid", "new", "short", "long"], timings) == ["new", "long", "mid", "short"]
+    assert longest_first(["b", "a"], tmp_path / "none.jsonl") == ["b", "a"]
+
+
+def test_the_test_bed_scenarios_share_it_and_others_share_nothing():
+    assert shares("keda") == shares("agent_jobs") == {"k8s-testbed"}
+    assert shares("site_fresh_node") == set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,21 @@ def test_budget_marks_parts_over_their_share_and_the_total_against_the_bar():
     cold = suite_report.budget_lines({"images": 900}, cold=True, total_s=4600)
     assert "images 900/540s OVER" in cold[0]
     assert cold[1].endswith("4600s of 4500s (75 min bar for a cold CI run): OVER")
+
+
+def test_budget_total_is_the_wall_time_when_parts_ran_side_by_side(monkeypatch, capsys, tmp_path):
+    """lint ran beside integration: the parts add up to more than the suite took; setup is what CI's
+    clock counted before the suite started."""
+    monkeypatch.setattr(suite_report, "ROOT", tmp_path)  # no suite logs: a warm run
+    monkeypatch.delenv("SUITE_COLD", raising=False)
+    monkeypatch.setenv("SUITE_CI_START_EPOCH", str(int(time.time()) - 800))
+    assert suite_report.main(["budget", "lint=100", "integration=700", "suite=710"]) == 0
+    parts, total = capsys.readouterr().out.splitlines()
+    assert parts.startswith("Budget, warm: part time/share: setup 90/75s OVER, lint 100/40s OVER, integration 700/")
+    assert total.startswith("Budget total: 800s of 2100s")
+    monkeypatch.delenv("SUITE_CI_START_EPOCH")
+    assert suite_report.main(["budget", "lint=100", "integration=700", "suite=710"]) == 0
+    assert "Budget total: 710s of 2100s" in capsys.readouterr().out
 
 
 def test_the_shares_fit_their_bars():
