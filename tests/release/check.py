@@ -260,12 +260,17 @@ def check_galaxy_import(extra: List[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="raibid-importer-") as tmp:
         e = env()
         # As on Galaxy: no checkout ansible.cfg, and ansible-lint's cache (XDG_CACHE_HOME, which the
-        # importer points at its local tmp) private to this run rather than shared in HOME.
+        # importer points at its local tmp) private to this run rather than shared in HOME. HOME too:
+        # the ansible-lint the importer runs installs the collection it checks into
+        # ~/.ansible/collections, where a later `make lint` of a newer tree would find it before
+        # the checkout (a role added since then was "not found").
         e.pop("ANSIBLE_CONFIG")
         e.update(
             GALAXY_IMPORTER_CONFIG=str(Path(__file__).with_name("galaxy-importer.cfg")),
             GALAXY_IMPORTER_ANSIBLE_LOCAL_TMP=tmp,
             GALAXY_IMPORTER_TMP_ROOT_DIR=tmp,
+            HOME=tmp,
+            ANSIBLE_HOME=str(Path(tmp) / ".ansible"),
         )
         proc = run([VENV_BIN / "python", "-m", "galaxy_importer.main", tarball], capture=True, env=e)
     output = proc.stdout + proc.stderr
