@@ -158,6 +158,21 @@ def _threshold_problems(params: Mapping[str, Any], warn: str, fail: str, upper: 
     return problems
 
 
+def _name_problems(option: str, entries: Sequence[Mapping[str, Any]], example: str) -> List[str]:
+    """Each entry of a list option needs a non-empty name, unique in the list (it names a check)."""
+    found: List[str] = []
+    seen: Dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        name = entry.get("name")
+        if not name:
+            found.append(f"{option}[{index}].name must be a non-empty name, e.g. {example}")
+        elif name in seen:
+            found.append(f"{option}[{index}].name: {name!r} is also {option}[{seen[name]}].name; names must be unique")
+        else:
+            seen[name] = index
+    return found
+
+
 def problems(params: Mapping[str, Any]) -> List[str]:
     """Every fault of the module arguments, one message each naming the option, the rule and the value."""
     found: List[str] = []
@@ -174,16 +189,10 @@ def problems(params: Mapping[str, Any]) -> List[str]:
     found += _threshold_problems(params, "memory_warn_available_mb", "memory_fail_available_mb")
     found += _threshold_problems(params, "cert_warn_days", "cert_fail_days")
 
-    seen: Dict[str, int] = {}
-    for index, entry in enumerate(params.get("registries") or []):
+    registries = params.get("registries") or []
+    found += _name_problems("registries", registries, "local or docker.io")
+    for index, entry in enumerate(registries):
         where = f"registries[{index}]"
-        name = entry.get("name")
-        if not name:
-            found.append(f"{where}.name must be a non-empty name, e.g. local or docker.io")
-        elif name in seen:
-            found.append(f"{where}.name: {name!r} is also registries[{seen[name]}].name; names must be unique")
-        else:
-            seen[name] = index
         url = entry.get("url")
         fault = registry_url_problem(url)
         if fault:
@@ -191,18 +200,11 @@ def problems(params: Mapping[str, Any]) -> List[str]:
         elif entry.get("ca_path") and not str(url).startswith("https://"):
             found.append(f"{where}.ca_path is set but url {url!r} is not https://")
 
-    seen = {}
-    for index, entry in enumerate(params.get("certificates") or []):
-        where = f"certificates[{index}]"
-        name = entry.get("name")
-        if not name:
-            found.append(f"{where}.name must be a non-empty name, e.g. registry-tls")
-        elif name in seen:
-            found.append(f"{where}.name: {name!r} is also certificates[{seen[name]}].name; names must be unique")
-        else:
-            seen[name] = index
+    certificates = params.get("certificates") or []
+    found += _name_problems("certificates", certificates, "registry-tls")
+    for index, entry in enumerate(certificates):
         if not entry.get("path"):
-            found.append(f"{where}.path must be the path of a PEM certificate")
+            found.append(f"certificates[{index}].path must be the path of a PEM certificate")
 
     paths = params.get("disk_paths") or []
     for path in paths:
