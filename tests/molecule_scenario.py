@@ -9,10 +9,11 @@ idempotence, verify), then a `--check --diff` converge on the converged nodes th
 A scenario whose molecule.yml starts with `# hardware-only` runs only when named; in a full run it
 is reported as skipped, which fails the run unless tests/allowed-skips.yml lists it with a reason.
 
-Scenarios run MOLECULE_JOBS at a time (default 1). With 2, each has its own nodes and networks and
-they wait on containers rather than the CPU for long stretches, but Molecule's prerun of each command
-(`ansible-galaxy collection install --force` of this checkout into ~/.ansible/collections) then races
-between the lanes (seen: exit 250, retried); the default stays 1 until the prerun is made safe.
+Scenarios run MOLECULE_JOBS at a time (default 2): each has its own nodes and networks and they
+wait on containers rather than the CPU for long stretches. Molecule's prerun is off
+(.config/molecule/config.yml): it installed this checkout into ~/.ansible/collections with --force
+before every command, which raced between lanes (seen: exit 250) and left a copy that shadowed the
+checkout. 1 runs them in turn.
 Scenarios whose molecule.yml has a line
 `# shares: <thing>` (e.g. the one Kubernetes test bed a machine can run) never run at the same time
 as another naming the same thing. The longest scenarios (by the last recorded timings) start first;
@@ -340,7 +341,7 @@ def main() -> int:
         print(f"unknown scenario(s): {unknown}; known: {scenarios()}", file=sys.stderr)
         return 2
     try:
-        jobs = int(os.environ.get("MOLECULE_JOBS", "1"))
+        jobs = int(os.environ.get("MOLECULE_JOBS", "2"))
         if jobs < 1:
             raise ValueError
     except ValueError:

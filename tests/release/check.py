@@ -24,8 +24,10 @@ RELEASE_TRACKED_ONLY=1 stages the tracked files only, as a fresh clone would hav
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -34,7 +36,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, Iterator, List
 
 import yaml
 
@@ -255,6 +257,24 @@ def check_tarball(_extra: List[str]) -> Path:
     return tarball
 
 
+@contextlib.contextmanager
+def _no_copy_left_in_home() -> Iterator[None]:
+    """Remove the copy of this collection that a run leaves in the user's ~/.ansible/collections.
+
+    HOME above does not reach every subprocess: a copy of the checked tarball (with the importer's
+    importer_result.json in it) still appeared in the login user's home, where ansible-lint of a
+    later, newer tree found it before the checkout. Only a copy this run created is removed."""
+    home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    copy = home / ".ansible" / "collections" / "ansible_collections" / "raibid" / "dgx_spark"
+    existed = copy.exists() or copy.is_symlink()
+    try:
+        yield
+    finally:
+        if not existed and copy.is_dir() and not copy.is_symlink():
+            shutil.rmtree(copy)
+            print(f"  removed the copy the importer left in {copy}")
+
+
 def check_galaxy_import(extra: List[str]) -> None:
     tarball = check_tarball(extra)
     with tempfile.TemporaryDirectory(prefix="raibid-importer-") as tmp:
@@ -272,7 +292,8 @@ def check_galaxy_import(extra: List[str]) -> None:
             HOME=tmp,
             ANSIBLE_HOME=str(Path(tmp) / ".ansible"),
         )
-        proc = run([VENV_BIN / "python", "-m", "galaxy_importer.main", tarball], capture=True, env=e)
+        with _no_copy_left_in_home():
+            proc = run([VENV_BIN / "python", "-m", "galaxy_importer.main", tarball], capture=True, env=e)
     output = proc.stdout + proc.stderr
     findings = [
         line
