@@ -30,9 +30,11 @@ import pytest
 from k8s_testbed import (
     K8sTestBed,
     RedisServer,
+    RegistryServer,
     TestBedError,
     record_timing,
     start_redis,
+    start_registry,
     start_testbed,
     stop_testbed,
 )
@@ -203,6 +205,23 @@ def redis_server(request):
     """A real redis-server on a free loopback port, with a password; stopped by PID at the end."""
     try:
         server: RedisServer = start_redis(report=lambda line: say(request, line))
+    except TestBedError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+# --- Registry --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def registry_server(request):
+    """A real docker-registry (Debian's distribution 2.8) on a free loopback port; stopped at the end."""
+    try:
+        server: RegistryServer = start_registry(report=lambda line: say(request, line))
     except TestBedError as exc:
         pytest.fail(str(exc), pytrace=False)
     try:

@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -421,6 +422,98 @@ def start_redis(host: str = "127.0.0.1", workdir: Path | None = None, report: Re
     finally:
         client.close()
     report(f"[redis] redis-server {server.version} on {host}:{port} (pid {server.pidfile.read_text().strip()})")
+    return server
+
+
+# Debian's docker-registry (distribution 2.8), unpacked from its .deb, never installed: installing it
+# would start a registry service on port 5000 of this machine.
+REGISTRY_CACHE = Path(os.environ.get("RAIBID_REGISTRY_CACHE", "/var/cache/raibid-docker-registry"))
+REGISTRY_START_TIMEOUT_S = 30
+
+
+@dataclass
+class RegistryServer:
+    """A started docker-registry on loopback; `workdir` holds its config, storage and log."""
+
+    url: str
+    version: str
+    workdir: Path
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def registry_binary(report: Report = _stderr) -> Path:
+    """docker-registry from Debian's package in REGISTRY_CACHE/<version>, downloaded once per machine."""
+    found = sorted(REGISTRY_CACHE.glob("*/usr/bin/docker-registry"))
+    if found:
+        return found[-1]
+    with tempfile.TemporaryDirectory(prefix="raibid-registry-deb-") as tmp:
+        try:
+            got = subprocess.run(
+                ["apt-get", "download", "docker-registry"],
+                check=False,
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+        except subprocess.TimeoutExpired:
+            raise TestBedError("apt-get download docker-registry did not finish within 300 s") from None
+        debs = sorted(Path(tmp).glob("docker-registry_*.deb"))
+        if got.returncode != 0 or not debs:
+            raise TestBedError(
+                f"apt-get download docker-registry failed ({got.returncode}): {tail(got.stderr)}; "
+                "the package lists may be empty (apt-get update)"
+            )
+        version = debs[0].name.split("_")[1]
+        dest = REGISTRY_CACHE / version
+        unpacked = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=REGISTRY_CACHE.parent))
+        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(unpacked)], check=True, timeout=120)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(unpacked, dest)
+    report(f"[registry] unpacked docker-registry {version} into {dest}")
+    return dest / "usr" / "bin" / "docker-registry"
+
+
+def start_registry(workdir: Path | None = None, report: Report = _stderr) -> RegistryServer:
+    """docker-registry on a free loopback port with filesystem storage in `workdir`; raises TestBedError
+    when it exits or its /v2/ does not answer 200 within REGISTRY_START_TIMEOUT_S."""
+    binary = registry_binary(report)
+    if workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="raibid-registry-"))
+    port = free_port()
+    conf, log = workdir / "config.yml", workdir / "registry.log"
+    conf.write_text(
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
+        f"    rootdirectory: {workdir / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+        encoding="utf-8",
+    )
+    with log.open("wb") as out:
+        process = subprocess.Popen([str(binary), "serve", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+    server = RegistryServer(f"http://127.0.0.1:{port}", "", workdir, process)
+    deadline = time.monotonic() + REGISTRY_START_TIMEOUT_S
+    while True:
+        try:
+            with urllib.request.urlopen(f"{server.url}/v2/", timeout=1) as answer:
+                if answer.status == 200:
+                    break
+        except OSError as exc:
+            if process.poll() is not None or time.monotonic() > deadline:
+                server.stop()
+                raise TestBedError(
+                    f"docker-registry did not answer {server.url}/v2/ within {REGISTRY_START_TIMEOUT_S} s "
+                    f"(exit status {process.poll()}); its log ends:\n{tail(log.read_text(errors='replace'))}"
+                ) from exc
+            time.sleep(0.2)
+    server.version = binary.parent.parent.parent.name
+    report(f"[registry] docker-registry {server.version} on {server.url} (pid {process.pid})")
     return server
 
 

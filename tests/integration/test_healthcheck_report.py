@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from browser import BrowserError, check_report, png_size
 from conftest import ROOT, VENV_BIN
 from k8s_testbed import free_port
 from support import CommandTimeout, ansible_env, play_recap, run_bounded
@@ -100,6 +101,21 @@ def test_the_report_names_every_node_and_fault_and_the_run_fails(tmp_path):
     # Self-contained and escaped: no scripts or outside resources; the check name is text, not markup.
     assert "<script" not in html and "src=" not in html and "href=" not in html
     assert "cert:&lt;b&gt;dind-ca&lt;/b&gt;" in html and CERT_NAME not in html
+
+    # Rendered in headless Chromium (tests/browser.py): both rows and the failing registry:local, red
+    # against an ok cell's green, are visible; the full-page screenshot is a real PNG.
+    shot = tmp_path / "health-report.png"
+    try:
+        seen = check_report(
+            tmp_path / "report" / "health-report.html", ["this-host", "ghost"], ["registry:local"], shot
+        )
+    except BrowserError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    assert seen.ok, "\n".join(seen.missing)
+    assert any(line.startswith("failing check registry:local: fail cell visible for this-host") for line in seen.found)
+    width, height = png_size(shot.read_bytes())
+    assert (width, height) == seen.screenshot_size and width >= 800 and height >= 400, seen.screenshot_size
+    assert shot.stat().st_size > 10_000, f"{shot}: {shot.stat().st_size} bytes is too small for the rendered report"
 
 
 def test_check_mode_reports_the_same_and_never_fails(tmp_path):

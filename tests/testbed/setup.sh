@@ -16,11 +16,17 @@ command -v openssl >/dev/null || need_pkgs+=(openssl)
 # (no registry can be pulled from), so no test has to run apt inside a node for the role under test.
 [ -x /bin/busybox ] || need_pkgs+=(busybox-static)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-  log "installing host packages: ${need_pkgs[*]}"
+# Headless Chromium for tests/browser.py (the health report's render check): the headless shell is
+# Debian's chromium source package without the GUI, much smaller; a full chromium does as well.
+# Without its recommends (udev, upower, mesa, a printer tool: 100+ packages), fonts named instead.
+browser_pkgs=()
+[ -x /usr/bin/chromium-headless-shell ] || [ -x /usr/bin/chromium ] || browser_pkgs+=(chromium-headless-shell fonts-liberation)
+if [ $((${#need_pkgs[@]} + ${#browser_pkgs[@]})) -gt 0 ]; then
+  log "installing host packages: ${need_pkgs[*]} ${browser_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  [ ${#need_pkgs[@]} -eq 0 ] || apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  [ ${#browser_pkgs[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${browser_pkgs[@]}" >/dev/null
 fi
 
 stamp=.venv/.requirements-dev.sha256
