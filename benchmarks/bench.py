@@ -255,6 +255,41 @@ def section_agent_image(_args: argparse.Namespace) -> None:
     row("agent_image_verify", f"{rec['verify_duration_s']} s ({rec['verify_checks']} checks)")
 
 
+def section_health(_args: argparse.Namespace) -> None:
+    """Wall time of playbooks/healthcheck.yml over 3 and then 5 nodes (benchmarks/health-fleet.yml)."""
+    ansible_playbook = str(VENV_BIN / "ansible-playbook")
+    fleet = [ansible_playbook, "benchmarks/health-fleet.yml", "-e", "bench_fleet_size=5"]
+    seconds, proc = timed(fleet)
+    if proc.returncode != 0:
+        row("health: 5 nodes started", f"FAILED rc={proc.returncode} ({seconds:.0f} s)")
+        return
+    try:
+        for size in (3, 5):
+            docker = {"ansible_connection": "community.docker.docker"}
+            hosts = {f"raibid-bench-health-{n}": docker for n in range(1, size + 1)}
+            inventory = CACHE / f"bench-health-{size}.json"
+            inventory.write_text(json.dumps({"dgx_spark": {"hosts": hosts}}))
+            report = CACHE / f"bench-health-{size}"
+            for run in ("first", "second"):
+                cmd = [ansible_playbook, "playbooks/healthcheck.yml", "-i", str(inventory)]
+                cmd += ["-e", json.dumps({"health_report_dir": str(report), "health_fail_on": "never"})]
+                seconds, proc = timed(cmd)
+                if proc.returncode != 0:
+                    row(f"healthcheck.yml, {size} nodes, {run} run", f"FAILED rc={proc.returncode}")
+                    continue
+                nodes = json.loads((report / "health-report.json").read_text())["nodes"]
+                per_node = sorted(int(n.get("elapsed_ms", 0)) for n in nodes.values())
+                row(
+                    f"healthcheck.yml, {size} nodes, {run} run",
+                    f"{seconds:.1f} s wall; node_health {per_node[0]}-{per_node[-1]} ms per node",
+                )
+    finally:
+        timed([*fleet, "-e", "bench_fleet_state=absent"])
+    runs = latest_jsonl(CACHE / "molecule-timings.jsonl", "scenario")
+    if "fleet" in runs:
+        row("molecule fleet (3 converged nodes, rollout steps)", f"total {runs['fleet'].get('total_s', '-')} s")
+
+
 SECTIONS: List[Tuple[str, Callable[[argparse.Namespace], None]]] = [
     ("images", section_images),
     ("molecule", section_molecule),
@@ -263,6 +298,7 @@ SECTIONS: List[Tuple[str, Callable[[argparse.Namespace], None]]] = [
     ("k8s", section_k8s),
     ("registry_buildkit", section_registry_buildkit),
     ("agent_image", section_agent_image),
+    ("health", section_health),
 ]
 
 
