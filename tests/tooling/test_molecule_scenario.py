@@ -98,8 +98,12 @@ def test_molecule_closing_error_does_not_hide_the_task_failure():
 class Lanes:
     """A fake scenario run that records which scenarios ran at the same time."""
 
-    def __init__(self, seconds: dict[str, float], outcome: dict[str, dict] | None = None) -> None:
-        self.seconds, self.outcome = seconds, outcome or {}
+    def __init__(
+        self, seconds: dict[str, float], outcome: dict[str, dict] | None = None, after: dict[str, str] | None = None
+    ) -> None:
+        # after: {name: other}: `name` ends only once `other` has started (no race with thread start-up
+        # on a loaded machine).
+        self.seconds, self.outcome, self.after = seconds, outcome or {}, after or {}
         self.running: set[str] = set()
         self.overlaps: list[set[str]] = []
         self.started: list[str] = []
@@ -111,6 +115,9 @@ class Lanes:
             self.running.add(name)
             self.overlaps.append(set(self.running))
         time.sleep(self.seconds[name])
+        deadline = time.monotonic() + 10
+        while name in self.after and self.after[name] not in self.started and time.monotonic() < deadline:
+            time.sleep(0.01)
         with self.lock:
             self.running.discard(name)
         if isinstance(self.outcome.get(name), Exception):
@@ -148,7 +155,7 @@ def test_one_lane_runs_in_the_given_order():
 
 def test_an_interrupted_scenario_starts_no_other():
     seconds = {"a": 0.05, "b": 0.2, "c": 0.01, "d": 0.01}
-    fake = Lanes(seconds, {"a": {"ok": False, "interrupted": True}})
+    fake = Lanes(seconds, {"a": {"ok": False, "interrupted": True}}, after={"a": "b"})
     results = {r["scenario"]: r for r in run_all(list(seconds), 2, fake, lambda n: set())}
     assert results["a"]["interrupted"] and results["b"]["ok"], "the scenario already running finishes"
     assert results["c"] == {"scenario": "c", "ok": False, "failed_step": "not run (interrupted)"}
@@ -178,5 +185,5 @@ def test_longest_first_by_the_last_successful_run(tmp_path):
 
 
 def test_the_test_bed_scenarios_share_it_and_others_share_nothing():
-    assert shares("keda") == shares("agent_jobs") == {"k8s-testbed"}
+    assert shares("keda") == shares("agent_jobs") == shares("fleet") == {"k8s-testbed"}
     assert shares("site_fresh_node") == set()
