@@ -464,13 +464,30 @@ def changed_leaves(before: Dict[str, Any], after: Dict[str, Any]) -> List[str]:
     return sorted(dotted(path) for path in paths)
 
 
-def classify(changed: Iterable[str]) -> Tuple[List[str], List[str]]:
-    """``(reload keys, restart keys)``: split dotted leaf paths by :data:`RELOAD_KEYS`."""
+# Reload keys whose removal a reload applies: dockerd falls back to the default when they are absent.
+# For the others a reload applies a key only when it is set (dockerd's daemon/reload.go checks
+# conf.IsValueSet for debug, labels, live-restore, shutdown-timeout and the registry keys): removing `debug`, `labels`, `live-restore`, the registry keys, ... from daemon.json and
+# reloading leaves the engine running the old value (seen: debug stayed on after its key was removed
+# and dockerd reloaded, molecule/fleet). Their removal needs a restart.
+RESET_ON_RELOAD = frozenset({"max-concurrent-downloads", "max-concurrent-uploads", "max-download-attempts"})
+
+
+def removed_leaves(before: Dict[str, Any], after: Dict[str, Any]) -> List[str]:
+    """Sorted dotted paths of the leaves ``before`` has and ``after`` does not."""
+    old, new = leaves(before), leaves(after)
+    return sorted(dotted(path) for path in old if path not in new)
+
+
+def classify(changed: Iterable[str], removed: Iterable[str] = ()) -> Tuple[List[str], List[str]]:
+    """``(reload keys, restart keys)``: split dotted leaf paths by :data:`RELOAD_KEYS`. A key of
+    ``removed`` (also in ``changed``) needs a restart unless a reload resets it (:data:`RESET_ON_RELOAD`)."""
+    gone = set(removed)
     reload_keys: List[str] = []
     restart_keys: List[str] = []
     for key in changed:
         top = key.split(".", 1)[0]
-        (reload_keys if top in RELOAD_KEYS else restart_keys).append(key)
+        reloads = top in RELOAD_KEYS and (key not in gone or top in RESET_ON_RELOAD)
+        (reload_keys if reloads else restart_keys).append(key)
     return sorted(reload_keys), sorted(restart_keys)
 
 
@@ -506,3 +523,38 @@ def kept_warning(path: str, kept: List[KeyPath]) -> str:
         f"{path}: kept {names}: this module wrote them earlier and they are no longer requested, but "
         "their values were changed since by someone else; they are no longer tracked as owned."
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Pending reloads and restarts. A change to daemon.json is applied only by the reload or restart
+# that follows it, usually in a handler at the end of the play; a run killed in between leaves
+# daemon.json as wanted and dockerd on its old configuration, and the next run, finding nothing to
+# change, would never apply it. So the module records the action before it replaces the file, one
+# record per action named ``<unit>.<action>``, and the caller removes the records once the action
+# has happened.
+
+PENDING_ACTIONS: Tuple[str, ...] = ("reload", "restart")
+
+
+def unit_name(service: str) -> str:
+    """The systemd unit of ``service``: ``docker`` -> ``docker.service``; a full unit name stays."""
+    return service if service.endswith(".service") else f"{service}.service"
+
+
+def pending_records(service: str, reload_keys: Iterable[str], restart_keys: Iterable[str]) -> Dict[str, str]:
+    """Record name -> record text for the actions that changed keys leave to do, in :data:`PENDING_ACTIONS` order.
+
+    ``<unit>.reload`` when a changed key is one dockerd re-reads on SIGHUP, ``<unit>.restart`` when
+    one takes effect only at start. The text is for people (which keys); it names keys, never values.
+    """
+    unit = unit_name(service)
+    wanted = {
+        "reload": (sorted(reload_keys), "keys dockerd re-reads on SIGHUP"),
+        "restart": (sorted(restart_keys), "keys dockerd reads only at start"),
+    }
+    records: Dict[str, str] = {}
+    for action in PENDING_ACTIONS:
+        keys, what = wanted[action]
+        if keys:
+            records[f"{unit}.{action}"] = redact(f"{action} {unit}: daemon.json {what} changed: {', '.join(keys)}\n")
+    return records

@@ -31,7 +31,9 @@ description:
   - Says which changed keys dockerd applies on C(systemctl reload docker) (SIGHUP) and which need a
     restart (RV(reload_keys), RV(restart_keys)), and whether the file holds what was asked
     (RV(settings_applied)), comparing real values but returning only key names.
-  - Does not reload or restart Docker; act on RV(reload_required) and RV(restart_required).
+  - Does not reload or restart Docker; act on RV(reload_required) and RV(restart_required). With
+    O(pending_dir), it records that reload or restart on the node before it replaces the file, so that a
+    run killed before it reloaded or restarted dockerd still does so on the next run (RV(pending_records)).
   - Credentials in C(scheme://user:password@host) URLs are masked in every returned value, the
     diff and the messages; the files keep the real values.
 author:
@@ -97,6 +99,19 @@ options:
         always written readable by its owner only (C(0600), or the existing mode without group and other bits).
     type: raw
     default: "0644"
+  pending_dir:
+    description:
+      - Directory where the module records, before it replaces O(path), the reload and the restart of the
+        O(service) unit that the change needs - one file per action, named C(<unit>.reload) and
+        C(<unit>.restart) (C(docker.service.restart)), holding the changed key names (never values).
+        Missing directories are created readable by root only (C(0700)); the records get mode C(0600).
+      - A run killed after the file was replaced but before dockerd was reloaded or restarted leaves its
+        record behind; the next run finds daemon.json already as wanted, and only the record tells it that
+        the reload or restart is still due. The caller acts on the records it finds and removes them once
+        dockerd was reloaded or restarted (the role C(raibid.dgx_spark.container_runtime) does, in its
+        handlers). A kill between the record and the replacement costs at worst one extra reload or restart.
+      - Omitted, nothing is recorded. Never written in check mode, nor when the file does not change.
+    type: path
 extends_documentation_fragment:
   - raibid.dgx_spark.attributes
   - raibid.dgx_spark.attributes.actiongroup_dgx_spark
@@ -105,7 +120,8 @@ attributes:
     support: full
     details:
       - Computes the merge, the defaults, the removals of owned keys and the reload/restart split,
-        checks flag collisions and runs dockerd --validate; writes neither file.
+        checks flag collisions and runs dockerd --validate; writes neither file, nor any pending record
+        (RV(pending_records) names those a real run would write).
   diff_mode:
     support: full
     details:
@@ -116,6 +132,9 @@ notes:
   - The reload/restart split follows the dockerd reference ("Configuration reload behavior"),
     checked on dockerd 26.1. C(features) is listed there but C(features.containerd-snapshotter) only
     takes effect on a restart, so every C(features) key counts as a restart key; unknown keys too.
+    A reload applies most reloadable keys only when they are set, so a removed one (C(debug),
+    C(registry-mirrors), ...) needs a restart; only C(max-concurrent-downloads),
+    C(max-concurrent-uploads) and C(max-download-attempts) go back to their defaults on a reload.
 """
 
 EXAMPLES = r"""
@@ -249,6 +268,14 @@ exec_start:
   returned: always
   type: list
   elements: str
+pending_records:
+  description:
+    - The records of a pending reload or restart written to O(pending_dir) before the file was replaced
+      (in check mode, the ones a real run would write), as paths; empty when the file did not change.
+  returned: success, when O(pending_dir) is set
+  type: list
+  elements: str
+  sample: [/run/raibid/pending/container_runtime/docker.service.restart]
 validation:
   description: What C(dockerd --validate) said. C(skipped) explains why it did not run.
   returned: always
@@ -281,8 +308,10 @@ from ansible_collections.raibid.dgx_spark.plugins.module_utils.docker_daemon imp
     mismatches,
     no_validate_flag,
     parse_exec_start,
+    pending_records,
     plan_config,
     redact,
+    removed_leaves,
     render,
     render_owned,
     validation_argv,
@@ -383,27 +412,53 @@ def write_config(module: AnsibleModule, path: str, text: str, exists: bool) -> O
     return backup_file
 
 
-def write_state(state_path: str, text: str) -> None:
-    """Write the owned-key record with mode 0600 from its first byte.
+def write_private(path: str, text: str, prefix: str) -> None:
+    """Replace ``path`` with ``text``, mode 0600 from its first byte, flushed to disk.
 
     os.replace rather than atomic_move: atomic_move gives a new file the umask's mode, which would
-    leave the recorded values (credentials included) world-readable for a moment.
+    leave the recorded values (credentials included) world-readable for a moment. The staged file's
+    name starts with a dot, so a reader listing records never takes it for one.
     """
-    directory = os.path.dirname(state_path) or "."
+    directory = os.path.dirname(path) or "."
     if not os.path.isdir(directory):
         os.makedirs(directory, mode=0o755)
-    fd, staged = tempfile.mkstemp(prefix=".raibid-owned-", suffix=".json", dir=directory)
+    fd, staged = tempfile.mkstemp(prefix=prefix, dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(staged, 0o600)
-        os.replace(staged, state_path)
+        os.replace(staged, path)
     finally:
         if os.path.exists(staged):
             os.unlink(staged)
-    os.chmod(state_path, 0o600)
+    os.chmod(path, 0o600)
+
+
+def write_state(state_path: str, text: str) -> None:
+    """Write the owned-key record (it holds values as written, credentials included)."""
+    write_private(state_path, text, ".raibid-owned-")
+
+
+def make_root_only_dir(directory: str) -> None:
+    """Create ``directory`` and any missing parent with mode 0700 (only root enters them)."""
+    missing = []
+    current = os.path.abspath(directory)
+    while not os.path.isdir(current):
+        missing.append(current)
+        current = os.path.dirname(current)
+    for path in reversed(missing):
+        os.mkdir(path, 0o700)
+        # mkdir's mode passes through the umask; the records' directory must not depend on it.
+        os.chmod(path, 0o700)
+
+
+def write_pending(directory: str, records: Dict[str, str]) -> None:
+    """Write each pending-action record (name -> text) into ``directory``."""
+    make_root_only_dir(directory)
+    for name, text in records.items():
+        write_private(os.path.join(directory, name), text, ".pending-")
 
 
 def main() -> None:
@@ -419,6 +474,7 @@ def main() -> None:
             "service": {"type": "str", "default": "docker"},
             "exec_start": {"type": "list", "elements": "str"},
             "mode": {"type": "raw", "default": "0644"},
+            "pending_dir": {"type": "path"},
         },
         supports_check_mode=True,
     )
@@ -475,7 +531,7 @@ def main() -> None:
     plan = plan_config(previous, settings, defaults, owned, flag_keys)
     merged = plan.config
     changed_keys = changed_leaves(previous, merged)
-    reload_keys, restart_keys = classify(changed_keys)
+    reload_keys, restart_keys = classify(changed_keys, removed_leaves(previous, merged))
     config_changed = merged != previous or (not exists and bool(merged))
     state_changed = plan.owned != owned
     result.update(
@@ -504,6 +560,16 @@ def main() -> None:
             "after": new_text if (config_changed or exists) else "",
         }
     keys_text = ", ".join(changed_keys)
+    pending_dir: Optional[str] = module.params["pending_dir"]
+    pending = pending_records(module.params["service"], reload_keys, restart_keys) if config_changed else {}
+    if pending_dir is not None:
+        result["pending_records"] = [os.path.join(pending_dir, name) for name in pending]
+    # "; reload and restart recorded as pending in /run/raibid/pending/container_runtime"
+    pending_text = (
+        f"; {' and '.join(name.rsplit('.', 1)[1] for name in pending)} recorded as pending in {pending_dir}"
+        if pending_dir is not None and pending
+        else ""
+    )
 
     if not config_changed:
         result["validation"] = {"cmd": [], "rc": None, "output": "", "skipped": "no change"}
@@ -526,6 +592,18 @@ def main() -> None:
         done(module, msg=f"{path} already holds the requested settings", **result)
 
     if config_changed:
+        # Before the file: a kill between the two leaves a record whose action is merely redundant.
+        if pending_dir is not None and pending:
+            try:
+                write_pending(pending_dir, pending)
+            except OSError as exc:
+                result["changed"] = False
+                fail(
+                    module,
+                    msg=f"pending_dir: cannot record the pending {' and '.join(pending)} in {pending_dir} ({exc}); "
+                    f"{path} was left untouched.",
+                    **result,
+                )
         backup_file = write_config(module, path, new_text, exists)
         if backup_file:
             result["backup_file"] = backup_file
@@ -539,7 +617,7 @@ def main() -> None:
     if state_changed:
         write_state(state_path, render_owned(plan.owned, path))
     if config_changed:
-        done(module, msg=f"{path} updated (keys {keys_text})", **result)
+        done(module, msg=f"{path} updated (keys {keys_text}){pending_text}", **result)
     if state_changed:
         done(module, msg=f"{path} already holds the requested settings; recorded the keys it owns", **result)
     done(module, msg=f"{path} already holds the requested settings", **result)

@@ -22,11 +22,14 @@ from ansible_collections.raibid.dgx_spark.plugins.module_utils.docker_daemon imp
     no_validate_flag,
     parse_exec_start,
     parse_flags,
+    pending_records,
     plan_config,
     redact,
     remove_path,
+    removed_leaves,
     render,
     render_owned,
+    unit_name,
     validation_argv,
 )
 
@@ -407,6 +410,17 @@ class TestClassification:
     def test_nothing_changed_nothing_required(self):
         assert classify([]) == ([], [])
 
+    def test_a_removed_reload_key_needs_a_restart_unless_a_reload_resets_it(self):
+        before = {"debug": True, "labels": ["a"], "max-concurrent-downloads": 5, "registry-mirrors": ["http://m/"]}
+        after = {"registry-mirrors": ["http://n/"]}
+        removed = removed_leaves(before, after)
+        assert removed == ["debug", "labels", "max-concurrent-downloads"]
+        changed = changed_leaves(before, after)
+        # dockerd's reload applies debug and labels only when set: their removal waits for a restart;
+        # an absent max-concurrent-downloads goes back to its default on reload; a changed mirror reloads.
+        assert classify(changed, removed) == (["max-concurrent-downloads", "registry-mirrors"], ["debug", "labels"])
+        assert classify(["debug"], []) == (["debug"], [])  # added or changed: a reload applies it
+
 
 class TestMismatches:
     def test_all_applied(self):
@@ -427,3 +441,31 @@ class TestMismatches:
     def test_default_set_as_unit_flag_or_forced_by_settings_counts_as_present(self):
         assert mismatches({}, {}, {"live-restore": True}, flag_keys=["live-restore"]) == []
         assert mismatches({}, {"log-opts": None}, LOG_DEFAULTS) == []
+
+
+class TestPendingRecords:
+    def test_one_record_per_action_named_after_the_unit(self):
+        records = pending_records(
+            "docker", ["registry-mirrors"], ["log-opts.max-size", "features.containerd-snapshotter"]
+        )
+        assert list(records) == ["docker.service.reload", "docker.service.restart"]
+        assert records["docker.service.reload"] == (
+            "reload docker.service: daemon.json keys dockerd re-reads on SIGHUP changed: registry-mirrors\n"
+        )
+        assert records["docker.service.restart"].startswith("restart docker.service: ")
+        assert records["docker.service.restart"].endswith("features.containerd-snapshotter, log-opts.max-size\n")
+
+    def test_only_the_actions_the_keys_need(self):
+        assert list(pending_records("docker", [], ["builder.gc.enabled"])) == ["docker.service.restart"]
+        assert list(pending_records("docker", ["debug"], [])) == ["docker.service.reload"]
+        assert pending_records("docker", [], []) == {}
+
+    def test_unit_names(self):
+        assert unit_name("docker") == "docker.service"
+        assert unit_name("docker.service") == "docker.service"
+        assert list(pending_records("docker.service", ["debug"], [])) == ["docker.service.reload"]
+
+    def test_records_name_keys_never_values(self):
+        # A key path is all a record holds; a credential could only come in through a key name.
+        records = pending_records("docker", [], ["proxies.http://u:hunter2@p"])
+        assert "hunter2" not in repr(records)

@@ -281,7 +281,8 @@ def test_keys_no_longer_requested_are_removed_and_check_mode_predicts_it(run, tm
     assert result["changed"] is True
     assert result["removed_keys"] == ["log-opts.max-size", "registry-mirrors"]
     assert result["changed_keys"] == ["log-opts.max-size", "registry-mirrors"]
-    assert result["reload_keys"] == ["registry-mirrors"] and result["restart_keys"] == ["log-opts.max-size"]
+    # Removed: dockerd's reload applies registry-mirrors only when it is set, so both need a restart.
+    assert result["reload_keys"] == [] and result["restart_keys"] == ["log-opts.max-size", "registry-mirrors"]
     assert "registry-mirrors" in result["diff"]["before"] and "registry-mirrors" not in result["diff"]["after"]
     assert result["config"] == DGX_WITH_LOGS
     assert path.read_text() == written
@@ -439,3 +440,80 @@ def test_validation_command_lines_are_ones_dockerd_accepts(unit):
     argv, _dropped = docker_daemon.validation_argv("/usr/bin/dockerd", "/tmp/candidate.json", unit)
     opts = fake_dockerd.check_argv(argv[1:], fake_dockerd.real_flags())
     assert opts["--validate"] == [""] and opts["--config-file"] == ["/tmp/candidate.json"]
+
+
+def test_pending_restart_is_recorded_root_only_before_the_file_is_replaced(run, tmp_path, dockerd, monkeypatch):
+    script, _log = dockerd
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps(DGX_DAEMON))
+    original = path.read_text()
+    pending = tmp_path / "run" / "raibid" / "pending"
+    seen = {}
+    write_config = docker_daemon_config.write_config
+
+    def spy(module, target, text, exists):
+        # What a kill at this instant leaves: records on disk, daemon.json not yet replaced.
+        seen["records"] = sorted(os.listdir(pending))
+        seen["config"] = path.read_text()
+        return write_config(module, target, text, exists)
+
+    monkeypatch.setattr(docker_daemon_config, "write_config", spy)
+    settings = {"registry-mirrors": ["http://127.0.0.1:5001"], "log-opts": {"max-size": "20m"}}
+    code, result = run({**base_args(path, script), "settings": settings, "pending_dir": str(pending)})
+    assert code == 0, result
+    assert seen == {"records": ["docker.service.reload", "docker.service.restart"], "config": original}
+    assert result["pending_records"] == [
+        str(pending / "docker.service.reload"),
+        str(pending / "docker.service.restart"),
+    ]
+    assert "reload and restart recorded as pending in " + str(pending) in result["msg"]
+    assert (pending / "docker.service.restart").read_text() == (
+        "restart docker.service: daemon.json keys dockerd reads only at start changed: log-opts.max-size\n"
+    )
+    # Root only: every directory the module made, and the records; no staged file left behind.
+    for directory in (tmp_path / "run", tmp_path / "run" / "raibid", pending):
+        assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700, directory
+    for record in pending.iterdir():
+        assert stat.S_IMODE(os.stat(record).st_mode) == 0o600, record
+    assert sorted(os.listdir(pending)) == ["docker.service.reload", "docker.service.restart"]
+
+
+def test_pending_records_only_for_a_change_and_never_in_check_mode(run, tmp_path, dockerd):
+    script, _log = dockerd
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps(DGX_DAEMON))
+    pending = tmp_path / "pending"
+    args = {**base_args(path, script), "settings": {"debug": True}, "pending_dir": str(pending)}
+    # Check mode names the record a real run would write, and writes nothing.
+    code, result = run({**args, "_ansible_check_mode": True})
+    assert code == 0, result
+    assert result["pending_records"] == [str(pending / "docker.service.reload")]
+    assert not pending.exists()
+    code, result = run(args)
+    assert code == 0, result
+    assert sorted(os.listdir(pending)) == ["docker.service.reload"]
+    # The caller removes the record once dockerd was reloaded; a run with nothing to change writes none.
+    (pending / "docker.service.reload").unlink()
+    code, result = run(args)
+    assert code == 0, result
+    assert result["changed"] is False and result["pending_records"] == []
+    assert os.listdir(pending) == []
+    # Without pending_dir nothing is recorded or reported.
+    code, result = run({**base_args(path, script), "settings": {"debug": False}})
+    assert code == 0, result
+    assert "pending_records" not in result and os.listdir(pending) == []
+
+
+def test_a_record_that_cannot_be_written_leaves_daemon_json_untouched(run, tmp_path, dockerd):
+    script, _log = dockerd
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps(DGX_DAEMON))
+    original = path.read_bytes()
+    blocker = tmp_path / "pending"
+    blocker.write_text("a file, not a directory")
+    args = {**base_args(path, script), "settings": {"log-driver": "local"}, "pending_dir": str(blocker)}
+    code, result = run(args)
+    assert code == 1
+    assert result["msg"].startswith("pending_dir: cannot record the pending docker.service.restart in ")
+    assert "left untouched" in result["msg"] and result["changed"] is False
+    assert path.read_bytes() == original
