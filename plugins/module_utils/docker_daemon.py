@@ -466,9 +466,9 @@ def changed_leaves(before: Dict[str, Any], after: Dict[str, Any]) -> List[str]:
 
 # Reload keys whose removal a reload applies: dockerd falls back to the default when they are absent.
 # For the others a reload applies a key only when it is set (dockerd's daemon/reload.go checks
-# conf.IsValueSet for debug, labels, live-restore, shutdown-timeout and the registry keys): removing `debug`, `labels`, `live-restore`, the registry keys, ... from daemon.json and
-# reloading leaves the engine running the old value (seen: debug stayed on after its key was removed
-# and dockerd reloaded, molecule/fleet). Their removal needs a restart.
+# conf.IsValueSet for debug, labels, live-restore, shutdown-timeout and the registry keys):
+# removing one from daemon.json and reloading leaves the engine on the old value (seen: debug stayed
+# on after its key was removed and dockerd reloaded, molecule/fleet). Their removal needs a restart.
 RESET_ON_RELOAD = frozenset({"max-concurrent-downloads", "max-concurrent-uploads", "max-download-attempts"})
 
 

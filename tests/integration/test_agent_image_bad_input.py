@@ -84,6 +84,11 @@ CASES = [
         ["agent_image_cache_type local needs a builder that can export cache", "classic image store"],
         id="local-cache-on-classic-store",
     ),
+    pytest.param(
+        {"agent_image_name": "Raibid CI", "agent_image_cargo_tools": {"cargo-nextest": "0.9.100"}},
+        ["agent_image_name must be a lower-case repository path", "agent_image_cargo_tools must map exactly"],
+        id="two-bad-settings-named-in-one-failure",
+    ),
 ]
 
 

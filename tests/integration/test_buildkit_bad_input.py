@@ -76,6 +76,11 @@ CASES = [
         ["buildkit_socket_path must be", "absolute paths"],
         id="relative-socket-path",
     ),
+    pytest.param(
+        {"buildkit_max_parallelism": 0, "buildkit_users": ["ci", "Bad User"]},
+        ["buildkit_max_parallelism must be 1 or more", "buildkit_users", "login name", "Bad User"],
+        id="two-bad-settings-named-in-one-failure",
+    ),
 ]
 
 

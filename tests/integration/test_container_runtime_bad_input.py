@@ -129,6 +129,16 @@ CASES = [
         ["container_runtime_log_opts", "labels", "not accepted by log driver local"],
         id="log-opts-for-another-driver",
     ),
+    pytest.param(
+        {"container_runtime_data_root": "var/lib/docker", "container_runtime_docker_users": ["Bad User"]},
+        [
+            "container_runtime_data_root must be an absolute path",
+            "container_runtime_docker_users",
+            "login name",
+            "Bad User",
+        ],
+        id="two-bad-settings-named-in-one-failure",
+    ),
 ]
 
 

@@ -92,6 +92,17 @@ CASES = [
         "check",
         id="x86-refused-when-only-aarch64",
     ),
+    pytest.param(
+        {"preflight_min_free_disk_gb": -1, "preflight_containerd_root": "var/lib/containerd"},
+        [
+            "preflight_min_free_disk_gb (-1)",
+            "0 or more",
+            "preflight_containerd_root must be absolute paths",
+            "var/lib/containerd",
+        ],
+        "validate",
+        id="two-bad-settings-named-in-one-failure",
+    ),
 ]
 
 

@@ -121,3 +121,19 @@ def test_registry_cache_keeps_secrets_out_of_validation_output(run_role):
     )
     assert result.rc != 0
     assert secret not in result.output
+
+
+def test_registry_cache_names_every_broken_setting_in_one_failure(run_role):
+    """A bad mirror and a bad user: the one validation failure names both, and neither password."""
+    secrets = ["mirror-pw-do-not-print", "user-pw-do-not-print"]
+    result = run_role(
+        "registry_cache",
+        {
+            "dgx_spark_registry_mirrors": {
+                "docker.io": {"port": 5001, "remote": "nope", "username": "u", "password": secrets[0]}
+            },
+            "registry_cache_auth_users": [{"name": "ci:admin", "password": secrets[1]}],
+        },
+    )
+    result.assert_refused(["registry_cache_mirrors[docker.io].remote", "registry_cache_auth_users[0].name", "no colon"])
+    assert not any(secret in result.output for secret in secrets)
