@@ -174,7 +174,7 @@ def test_docker_ce_mode_refuses_to_replace_an_installed_engine(run_role):
     )
     assert result.rc != 0, result.output
     assert result.changed == 0, result.output
-    assert result.failed_task().startswith("Check docker_ce mode would not replace"), result.output
+    assert result.failed_task().startswith("Check the install mode would not replace"), result.output
     assert "this node has docker.io" in result.output
     assert "would replace docker.io with docker-ce" in result.output
     assert "never does silently" in result.output
