@@ -1,12 +1,10 @@
-"""Unit tests for plugins/module_utils/rollout.py and its filters (plugins/filter/rollout.py): which pods
-on a cordoned node the rollout waits for, and the summary lines."""
+"""Unit tests for plugins/module_utils/rollout.py: which pods on a cordoned node the rollout waits for, and
+the summary lines (its filters: tests/unit/plugins/filter/test_rollout_filter.py)."""
 
 from __future__ import annotations
 
 import pytest
-from ansible.errors import AnsibleFilterError
 
-from ansible_collections.raibid.dgx_spark.plugins.filter.rollout import FilterModule
 from ansible_collections.raibid.dgx_spark.plugins.module_utils import rollout as r
 
 CI = {"app.kubernetes.io/part-of": "raibid-ci"}
@@ -82,16 +80,3 @@ def test_summary_lines():
         r.rollout_line({"node": "n4", "status": "done"})
     with pytest.raises(r.RolloutError, match="node record"):
         r.rollout_line({"status": "updated"})
-
-
-def test_filters_are_registered_and_wrap_errors():
-    filters = FilterModule().filters()
-    assert filters["ci_pods_running"]([pod("a", labels=CI)], CI) == ["raibid-ci/a"]
-    records = {"n": {"node": "n", "status": "skipped", "reason": "x"}}
-    assert filters["rollout_lines"](["n", "m"], records) == ["n: skipped: x", "m: not reached"]
-    with pytest.raises(AnsibleFilterError, match="ci_pods_running"):
-        filters["ci_pods_running"]("pods", CI)
-    with pytest.raises(AnsibleFilterError, match="rollout_lines"):
-        filters["rollout_lines"](["n"], {"n": {}})
-    with pytest.raises(AnsibleFilterError, match="rollout_lines: expected the run's hosts as a list"):
-        filters["rollout_lines"]("n", {})
