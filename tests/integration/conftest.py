@@ -29,8 +29,6 @@ from pathlib import Path
 import pytest
 from k8s_testbed import (
     K8sTestBed,
-    RedisServer,
-    RegistryServer,
     TestBedError,
     record_timing,
     start_redis,
@@ -197,35 +195,31 @@ def k8s_control_plane_testbed(request):
     yield from _testbed(request, node=False)
 
 
-# --- Redis -----------------------------------------------------------------------------------------
+# --- Services: Redis, a registry ----------------------------------------------------------------------
+
+
+def _service(request: pytest.FixtureRequest, start):
+    """Start a service with `start(report=...)` (a TestBedError fails the test with its message), yield
+    it, then stop it and remove its work directory."""
+    try:
+        server = start(report=lambda line: say(request, line))
+    except TestBedError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def redis_server(request):
-    """A real redis-server on a free loopback port, with a password; stopped by PID at the end."""
-    try:
-        server: RedisServer = start_redis(report=lambda line: say(request, line))
-    except TestBedError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.workdir, ignore_errors=True)
-
-
-# --- Registry --------------------------------------------------------------------------------------
+    """A real redis-server (RedisServer) on a free loopback port, with a password; stopped by PID at the end."""
+    yield from _service(request, start_redis)
 
 
 @pytest.fixture(scope="session")
 def registry_server(request):
-    """A real docker-registry (Debian's distribution 2.8) on a free loopback port; stopped at the end."""
-    try:
-        server: RegistryServer = start_registry(report=lambda line: say(request, line))
-    except TestBedError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.workdir, ignore_errors=True)
+    """A real docker-registry (RegistryServer; Debian's distribution 2.8) on a free loopback port; stopped at
+    the end."""
+    yield from _service(request, start_registry)
