@@ -31,11 +31,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "integration")]
 from browser import BrowserError, check_report  # tests/browser.py
+from k8s_testbed import running_ci_pod, set_pod_phase  # tests/integration/k8s_testbed.py
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from support import tail  # tests/support.py
@@ -43,7 +44,6 @@ from support import tail  # tests/support.py
 VENV_BIN = ROOT / ".venv" / "bin"
 NODES = ["fleet-1", "fleet-2", "fleet-3"]
 K8S_NODES = {"fleet-1": "spark-1", "fleet-2": "spark-2", "fleet-3": "spark-3"}
-CI_LABELS = {"app.kubernetes.io/part-of": "raibid-ci"}
 PLAYBOOK_TIMEOUT_S = 900
 # The task of container_runtime that merges daemon.json; step 6 kills site.yml when the next task starts.
 MERGE_TASK = "container_runtime : Merge the requested settings into daemon.json"
@@ -62,7 +62,6 @@ class Fleet:
     def __init__(self, inventory: Path, kubeconfig: Path, work: Path) -> None:
         self.inventory, self.work = inventory, work
         self.core = k8s_client.CoreV1Api(k8s_config.new_client_from_config(config_file=str(kubeconfig)))
-        self.client = k8s_client
 
     # --- running playbooks -------------------------------------------------------------------------
 
@@ -166,38 +165,13 @@ def step_rollout_repairs(fleet: Fleet) -> str:
     return f"continued at fleet-2, container_runtime started its engine; complete in {seconds:.1f} s"
 
 
-def _ci_pod(fleet: Fleet, phase: str | None = None) -> Any:
-    client = fleet.client
-    if phase is None:
-        try:
-            fleet.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="raibid-ci")))
-        except client.exceptions.ApiException as exc:
-            if exc.status != 409:
-                raise
-        body = client.V1Pod(
-            metadata=client.V1ObjectMeta(name="ci-job", labels=CI_LABELS),
-            spec=client.V1PodSpec(
-                node_name="spark-1",
-                automount_service_account_token=False,
-                containers=[client.V1Container(name="agent", image="raibid-ci-agent:latest")],
-            ),
-        )
-        deadline = time.monotonic() + 60
-        while True:  # the namespace's default ServiceAccount comes from the controller-manager, shortly
-            try:
-                fleet.core.create_namespaced_pod("raibid-ci", body)
-                break
-            except client.exceptions.ApiException as exc:
-                if "serviceaccount" not in str(exc.body) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-        phase = "Running"
-    fleet.core.patch_namespaced_pod_status("ci-job", "raibid-ci", {"status": {"phase": phase}})
-    return fleet.core.read_namespaced_pod("ci-job", "raibid-ci")
-
-
 def step_ci_pod(fleet: Fleet) -> str:
-    _ci_pod(fleet)
+    try:
+        fleet.core.create_namespace(k8s_client.V1Namespace(metadata=k8s_client.V1ObjectMeta(name="raibid-ci")))
+    except k8s_client.exceptions.ApiException as exc:
+        if exc.status != 409:
+            raise
+    running_ci_pod(fleet.core, "raibid-ci", "spark-1")
     rc, out = fleet.rollout("--tags", "preflight", extra={"rollout_ci_pod_timeout": 6})
     check(rc != 0, "the rollout went on while a CI pod ran on spark-1", out)
     check(
@@ -211,7 +185,7 @@ def step_ci_pod(fleet: Fleet) -> str:
     check(fleet.cordoned("fleet-1") and not fleet.cordoned("fleet-2"), "spark-1 should stay cordoned, alone")
 
     # The job ends while the next rollout waits for it.
-    timer = threading.Timer(25, _ci_pod, (fleet, "Succeeded"))
+    timer = threading.Timer(25, set_pod_phase, (fleet.core, "raibid-ci", "ci-job", "Succeeded"))
     timer.start()
     started = time.monotonic()
     try:

@@ -51,6 +51,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import redis
+from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -423,6 +424,40 @@ def start_redis(host: str = "127.0.0.1", workdir: Path | None = None, report: Re
         client.close()
     report(f"[redis] redis-server {server.version} on {host}:{port} (pid {server.pidfile.read_text().strip()})")
     return server
+
+
+# CI pods for the rollout tests: bound to a Node by name (no scheduler), their phase set through the
+# status subresource as a kubelet would report it (the control-plane test bed has no kubelet).
+CI_POD_LABELS = {"app.kubernetes.io/part-of": "raibid-ci"}
+
+
+def running_ci_pod(core, namespace: str, node: str, name: str = "ci-job") -> None:
+    """Create a CI pod (the agent_jobs labels) bound to `node` in `namespace` and report it Running.
+    `core` is a kubernetes CoreV1Api; the namespace's default ServiceAccount, which the
+    controller-manager creates shortly after the namespace, is waited for (60 s)."""
+    body = k8s_client.V1Pod(
+        metadata=k8s_client.V1ObjectMeta(name=name, labels=CI_POD_LABELS),
+        spec=k8s_client.V1PodSpec(
+            node_name=node,
+            automount_service_account_token=False,
+            containers=[k8s_client.V1Container(name="agent", image="raibid-ci-agent:latest")],
+        ),
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            core.create_namespaced_pod(namespace, body)
+            break
+        except k8s_client.exceptions.ApiException as exc:
+            if "serviceaccount" not in str(exc.body) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    set_pod_phase(core, namespace, name, "Running")
+
+
+def set_pod_phase(core, namespace: str, name: str, phase: str) -> None:
+    """Report the pod in `phase` (Running, Succeeded, ...) through its status subresource."""
+    core.patch_namespaced_pod_status(name, namespace, {"status": {"phase": phase}})
 
 
 # Debian's docker-registry (distribution 2.8), unpacked from its .deb, never installed: installing it

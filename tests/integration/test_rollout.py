@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 
 import pytest
 from conftest import ROOT, VENV_BIN
-from k8s_testbed import free_port
+from k8s_testbed import free_port, running_ci_pod, set_pod_phase
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 from support import CommandTimeout, ansible_env, play_recap, run_bounded
 
 PLAYBOOK = ROOT / "playbooks" / "rollout.yml"
 NODES = ["spark-a", "spark-b", "spark-c"]
 # The node roles (playbooks/tasks/node_roles.yml), skipped: this machine is not a node to converge.
 ROLE_TAGS = "preflight,container_runtime,registry_cache,buildkit,agent_image"
-CI_LABELS = {"app.kubernetes.io/part-of": "raibid-ci"}
 
 
 @pytest.fixture
@@ -116,32 +113,6 @@ def fleet(k8s_testbed, registry_server, tmp_path):
     api.delete_namespace(namespace)
 
 
-def ci_pod(api, namespace, node, name="ci-job"):
-    """A CI pod (the agent_jobs labels) bound to `node`, reported Running."""
-    body = client.V1Pod(
-        metadata=client.V1ObjectMeta(name=name, labels=CI_LABELS),
-        spec=client.V1PodSpec(
-            node_name=node,
-            automount_service_account_token=False,
-            containers=[client.V1Container(name="agent", image="raibid-ci-agent:latest")],
-        ),
-    )
-    deadline = time.monotonic() + 60
-    while True:  # the namespace's default ServiceAccount comes from the controller-manager, shortly
-        try:
-            api.create_namespaced_pod(namespace, body)
-            break
-        except ApiException as exc:
-            if "serviceaccount" not in str(exc.body) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-    set_phase(api, namespace, name, "Running")
-
-
-def set_phase(api, namespace, name, phase):
-    api.patch_namespaced_pod_status(name, namespace, {"status": {"phase": phase}})
-
-
 def test_a_fault_stops_the_rollout_at_its_node_and_the_rerun_continues_there(fleet):
     rollout, cordoned, record, _api, _ns, _names, state = fleet
     rc, out = rollout(broken={"spark-b"})
@@ -192,7 +163,7 @@ def test_an_unhealthy_node_after_its_update_stays_cordoned_and_stops_its_batch(f
 
 def test_a_running_ci_pod_holds_the_rollout_and_is_never_evicted(fleet):
     rollout, cordoned, record, api, namespace, names, _state = fleet
-    ci_pod(api, namespace, names["spark-a"])
+    running_ci_pod(api, namespace, names["spark-a"])
 
     rc, out = rollout(extra={"rollout_ci_pod_timeout": 3})
     assert rc != 0, out
@@ -205,7 +176,7 @@ def test_a_running_ci_pod_holds_the_rollout_and_is_never_evicted(fleet):
     assert cordoned("spark-a") and record("spark-b") is None and not cordoned("spark-b")
 
     # The job ends while the rollout waits: the rollout goes on, drains, updates every node.
-    finisher = threading.Timer(20, set_phase, (api, namespace, "ci-job", "Succeeded"))
+    finisher = threading.Timer(20, set_pod_phase, (api, namespace, "ci-job", "Succeeded"))
     finisher.start()
     try:
         rc, out = rollout(extra={"rollout_ci_pod_timeout": 120})
