@@ -13,7 +13,7 @@ from ansible_collections.raibid.dgx_spark.plugins.module_utils.rollout import (
     ci_pods_running as _ci_pods_running,
 )
 from ansible_collections.raibid.dgx_spark.plugins.module_utils.rollout import (
-    rollout_lines as _rollout_lines,
+    rollout_summary as _rollout_summary,
 )
 
 
@@ -25,16 +25,19 @@ def ci_pods_running(pods, labels):
         raise AnsibleFilterError(f"ci_pods_running: {exc}") from exc
 
 
-def rollout_lines(hosts, records):
-    """One summary line per host of the run, from the nodes' rollout records."""
+def rollout_summary(hosts, records):
+    """The rollout's summary over the hosts of the run, from the nodes' rollout records."""
     try:
-        return _rollout_lines(hosts, records)
+        return _rollout_summary(hosts, records)
     except RolloutError as exc:
-        raise AnsibleFilterError(f"rollout_lines: {exc}") from exc
+        raise AnsibleFilterError(f"rollout_summary: {exc}") from exc
 
 
 class FilterModule:
     """The rollout filters."""
 
     def filters(self):
-        return {"ci_pods_running": ci_pods_running, "rollout_lines": rollout_lines}
+        return {
+            "ci_pods_running": ci_pods_running,
+            "rollout_summary": rollout_summary,
+        }

@@ -7,6 +7,8 @@
   selector (the agent_jobs role's Jobs do) or is owned by a Job; it is running while its phase is
   Pending, Running or Unknown and it is not being deleted.
 * One summary line per node of the run, in inventory order, from the nodes' records.
+* The rollout's summary: which nodes of the run were updated, skipped, failed or not reached, whether the
+  rollout is complete (every node of the run updated or skipped), and the lines it prints.
 """
 
 from __future__ import annotations
@@ -78,3 +80,35 @@ def rollout_lines(hosts: Any, records: Any) -> List[str]:
     if not isinstance(records, Mapping):
         raise RolloutError(f"expected the records by node as a mapping, got {type(records).__name__}")
     return [rollout_line(records[host]) if host in records else f"{host}: not reached" for host in hosts]
+
+
+def rollout_summary(hosts: Any, records: Any) -> Dict[str, Any]:
+    """The summary of a run over ``hosts`` (in order) from the records by node (tasks/record.yml).
+
+    ``updated``, ``skipped``, ``failed`` and ``not_reached`` name the hosts of the run, in order; a record of a
+    node outside the run (another ``--limit``) counts in none of them but stays in ``nodes``. The rollout is
+    ``complete`` when no host of the run failed and every one was reached. ``lines`` is what the summary
+    prints: a headline with the counts, then one line per host (:func:`rollout_lines`).
+    """
+    # First: it checks the input and the status of every record of the run, which the counting below indexes by.
+    lines = rollout_lines(hosts, records)
+    by_status: Dict[str, List[str]] = {"updated": [], "skipped": [], "failed": []}
+    not_reached: List[str] = []
+    for host in hosts:
+        if host in records:
+            by_status[records[host]["status"]].append(host)
+        else:
+            not_reached.append(host)
+    complete = not by_status["failed"] and not not_reached
+    headline = (
+        f"Rollout {'complete' if complete else 'stopped'}: {len(by_status['updated'])} updated,"
+        f" {len(by_status['skipped'])} skipped, {len(by_status['failed'])} failed, {len(not_reached)} not reached."
+    )
+    return {
+        "complete": complete,
+        **by_status,
+        "not_reached": not_reached,
+        "hosts": list(hosts),
+        "nodes": dict(records),
+        "lines": [headline, *lines],
+    }

@@ -1,5 +1,5 @@
 """Unit tests for plugins/module_utils/rollout.py: which pods on a cordoned node the rollout waits for, and
-the summary lines (its filters: tests/unit/plugins/filter/test_rollout_filter.py)."""
+the summary and its lines (its filters: tests/unit/plugins/filter/test_rollout_filter.py)."""
 
 from __future__ import annotations
 
@@ -80,3 +80,80 @@ def test_summary_lines():
         r.rollout_line({"node": "n4", "status": "done"})
     with pytest.raises(r.RolloutError, match="node record"):
         r.rollout_line({"status": "updated"})
+
+
+def record(node, status, **extra):
+    return {"node": node, "status": status, **extra}
+
+
+def test_summary_of_a_complete_run_names_each_node_once_in_run_order():
+    hosts = ["n3", "n1", "n2"]
+    records = {
+        "n1": record("n1", "updated", seconds=10, finished_at="t1"),
+        "n2": record("n2", "skipped", reason="unhealthy before the update: engine"),
+        "n3": record("n3", "updated", seconds=20, finished_at="t3"),
+    }
+    summary = r.rollout_summary(hosts, records)
+    assert summary == {
+        "complete": True,
+        "updated": ["n3", "n1"],
+        "skipped": ["n2"],
+        "failed": [],
+        "not_reached": [],
+        "hosts": hosts,
+        "nodes": records,
+        "lines": [
+            "Rollout complete: 2 updated, 1 skipped, 0 failed, 0 not reached.",
+            "n3: updated in 20 s (at t3)",
+            "n1: updated in 10 s (at t1)",
+            "n2: skipped: unhealthy before the update: engine",
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    "records, failed, not_reached",
+    [
+        ({"n1": record("n1", "updated", seconds=1), "n2": record("n2", "failed", reason="gate")}, ["n2"], []),
+        ({"n1": record("n1", "updated", seconds=1)}, [], ["n2"]),  # stopped before n2
+        ({}, [], ["n1", "n2"]),  # no record yet
+    ],
+)
+def test_a_failed_or_unreached_node_stops_the_rollout(records, failed, not_reached):
+    summary = r.rollout_summary(["n1", "n2"], records)
+    assert summary["complete"] is False
+    assert (summary["failed"], summary["not_reached"]) == (failed, not_reached)
+    assert summary["lines"][0].startswith("Rollout stopped: ")
+    assert summary["lines"][0].endswith(f"{len(failed)} failed, {len(not_reached)} not reached.")
+    assert len(summary["lines"]) == 3
+
+
+def test_records_of_nodes_outside_the_run_are_kept_but_not_counted():
+    # A run with --limit n1 after one that failed on n2: n2's record does not stop this run.
+    records = {"n1": record("n1", "updated", seconds=5, finished_at="t"), "n2": record("n2", "failed", reason="x")}
+    summary = r.rollout_summary(["n1"], records)
+    assert summary["complete"] is True
+    assert (summary["updated"], summary["failed"], summary["not_reached"]) == (["n1"], [], [])
+    assert summary["nodes"] == records
+    assert summary["lines"] == [
+        "Rollout complete: 1 updated, 0 skipped, 0 failed, 0 not reached.",
+        "n1: updated in 5 s (at t)",
+    ]
+
+
+def test_an_empty_run_is_complete():
+    assert r.rollout_summary([], {})["lines"] == ["Rollout complete: 0 updated, 0 skipped, 0 failed, 0 not reached."]
+
+
+@pytest.mark.parametrize(
+    "hosts, records, message",
+    [
+        ("n1", {}, "expected the run's hosts as a list"),
+        (["n1"], [], "expected the records by node as a mapping"),
+        (["n1"], {"n1": record("n1", "done")}, "unknown status 'done' in the record of n1"),
+        (["n1"], {"n1": {"status": "updated"}}, "node record"),
+    ],
+)
+def test_summary_of_bad_input_is_named(hosts, records, message):
+    with pytest.raises(r.RolloutError, match=message):
+        r.rollout_summary(hosts, records)
