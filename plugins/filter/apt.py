@@ -10,6 +10,7 @@ from ansible_collections.raibid.dgx_spark.plugins.module_utils.apt_plan import (
     AptPlanError,
     package_names,
     plan,
+    plan_from_installed,
 )
 
 
@@ -19,6 +20,14 @@ def apt_plan(policy_text, wanted):
         return plan(list(wanted), str(policy_text))
     except AptPlanError as exc:
         raise AnsibleFilterError(f"apt_plan: {exc}") from exc
+
+
+def apt_plan_installed(installed, wanted):
+    """The plan when every wanted package is installed already (dpkg's view), else None."""
+    try:
+        return plan_from_installed(list(wanted), installed)
+    except AptPlanError as exc:
+        raise AnsibleFilterError(f"apt_plan_installed: {exc}") from exc
 
 
 def apt_package_names(wanted):
@@ -33,4 +42,4 @@ class FilterModule:
     """The apt plan filters."""
 
     def filters(self):
-        return {"apt_plan": apt_plan, "apt_package_names": apt_package_names}
+        return {"apt_plan": apt_plan, "apt_plan_installed": apt_plan_installed, "apt_package_names": apt_package_names}

@@ -109,3 +109,20 @@ def package_names(wanted: List[str]) -> List[str]:
         if name not in names:
             names.append(name)
     return names
+
+
+def plan_from_installed(wanted: List[str], installed: Dict[str, str]) -> Optional[Dict[str, object]]:
+    """The plan when dpkg's view (``{name: version}`` of the installed packages) already holds every wanted
+    package at its pinned version: nothing to install, no apt call. ``None`` when something is missing, so
+    that ``apt-cache policy`` decides (candidates, refresh) as in :func:`plan`.
+    """
+    if not isinstance(installed, dict):
+        raise AptPlanError(
+            f"expected the installed packages as a mapping of name to version, got {type(installed).__name__}"
+        )
+    for spec in wanted:
+        name, pin = split_pin(spec)
+        version = installed.get(name)
+        if version is None or (pin is not None and version != pin):
+            return None
+    return {"install": [], "present": list(wanted), "no_candidate": [], "refresh": False}

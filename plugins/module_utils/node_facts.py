@@ -80,9 +80,9 @@ def parse_meminfo_mb(text: str) -> Optional[int]:
     return int(match.group(1)) // 1024 if match else None
 
 
-def parse_dpkg_status(text: str, names: Tuple[str, ...] = TRACKED_PACKAGES) -> Dict[str, str]:
-    """Installed versions of the tracked packages, from /var/lib/dpkg/status."""
-    wanted = set(names)
+def parse_dpkg_status(text: str, names: Optional[Tuple[str, ...]] = TRACKED_PACKAGES) -> Dict[str, str]:
+    """Installed versions of the tracked packages (``names=None``: of every package), from /var/lib/dpkg/status."""
+    wanted = None if names is None else set(names)
     found: Dict[str, str] = {}
     for stanza in text.split("\n\n"):
         fields: Dict[str, str] = {}
@@ -91,7 +91,7 @@ def parse_dpkg_status(text: str, names: Tuple[str, ...] = TRACKED_PACKAGES) -> D
                 key, value = line.split(":", 1)
                 fields[key.strip()] = value.strip()
         name = fields.get("Package")
-        if name in wanted and fields.get("Status", "").endswith(" installed"):
+        if name and (wanted is None or name in wanted) and fields.get("Status", "").endswith(" installed"):
             found[name] = fields.get("Version", "")
     return found
 
@@ -187,8 +187,12 @@ def collect(
     nvidia_smi: Optional[str],
     *,
     extra_disk_paths: Optional[List[str]] = None,
+    pending_dir: Optional[str] = None,
 ) -> Dict[str, Any]:
-    """Gather every node fact. ``machine`` is ``os.uname().machine``; ``nvidia_smi`` its path or None."""
+    """Gather every node fact. ``machine`` is ``os.uname().machine``; ``nvidia_smi`` its path or None.
+
+    With ``pending_dir``, also the reloads and restarts recorded there (:func:`pending_records`).
+    """
     dgx_text = read_text(root, DGX_RELEASE)
     dgx_release = parse_key_value_file(dgx_text) if dgx_text is not None else None
     os_text = next((t for t in (read_text(root, p) for p in OS_RELEASE) if t is not None), "")
@@ -221,4 +225,31 @@ def collect(
         "disks": [disk_facts(root, p) for p in [disk_path, *(extra_disk_paths or [])]],
         "gpu": gpu,
         "packages": parse_dpkg_status(dpkg),
+        # Every installed package: the collection's apt pattern needs no apt call for what is already there.
+        "installed": parse_dpkg_status(dpkg, None),
+        **({} if pending_dir is None else {"pending_dir": pending_dir, "pending": pending_records(root, pending_dir)}),
     }
+
+
+def pending_records(root: str, pending_dir: str) -> Dict[str, List[str]]:
+    """The records under ``pending_dir`` (dgx_spark_pending_dir): ``{role directory: [record names]}``, sorted.
+
+    Each role keeps the reloads and restarts it decided but has not made yet as empty-named files in its own
+    directory (``<pending_dir>/<role>/<unit>.<action>``); one left there means a run was killed before its
+    handlers. A missing or unreadable directory holds none.
+    """
+    base = _path(root, pending_dir.lstrip("/"))
+    records: Dict[str, List[str]] = {}
+    try:
+        roles = sorted(os.listdir(base))
+    except OSError:
+        return records
+    for role in roles:
+        try:
+            directory = os.path.join(base, role)
+            names = sorted(n for n in os.listdir(directory) if os.path.isfile(os.path.join(directory, n)))
+        except OSError:
+            continue
+        if names:
+            records[role] = names
+    return records

@@ -36,6 +36,13 @@ options:
     description:
       - Path to C(nvidia-smi). When omitted it is looked up on C(PATH); absent means no GPU.
     type: path
+  pending_dir:
+    description:
+      - Directory of the reloads and restarts that roles decided but whose handlers have not run yet
+        (C(dgx_spark_pending_dir)), one subdirectory per role. When given, the records found there are
+        returned in RV(ansible_facts.dgx_spark_node.pending), so that each role reads them without a call of its own.
+    type: path
+    version_added: 0.1.0
 extends_documentation_fragment:
   - raibid.dgx_spark.attributes
   - raibid.dgx_spark.attributes.actiongroup_dgx_spark
@@ -113,6 +120,23 @@ ansible_facts:
           description: Installed versions of the container-runtime and NVIDIA packages the roles care about.
           type: dict
           sample: {docker-ce: "5:29.0.1-1~ubuntu.24.04~noble", nvidia-container-toolkit: "1.19.0-1"}
+        installed:
+          description:
+            - The version of every installed package (dpkg status C(install ok installed)), by name.
+            - The collection's apt pattern reads it to skip C(apt-cache policy) when everything a role needs is there.
+          type: dict
+          sample: {docker.io: "26.1.5+dfsg1-9+b9", python3-requests: "2.32.3+dfsg-5"}
+        pending_dir:
+          description: O(pending_dir), as given.
+          type: str
+          returned: when O(pending_dir) is given
+        pending:
+          description:
+            - The records under O(pending_dir) by role directory, each list sorted; roles with none are left out.
+            - A record names a reload or restart that a run decided and was killed before making.
+          type: dict
+          returned: when O(pending_dir) is given
+          sample: {container_runtime: [docker.service.reload]}
 """
 
 import os
@@ -128,6 +152,7 @@ def main() -> None:
             "disk_path": {"type": "path", "default": "/var/lib/docker"},
             "extra_disk_paths": {"type": "list", "elements": "path", "default": []},
             "nvidia_smi_path": {"type": "path"},
+            "pending_dir": {"type": "path"},
         },
         supports_check_mode=True,
     )
@@ -145,6 +170,7 @@ def main() -> None:
         run=run,
         nvidia_smi=nvidia_smi,
         extra_disk_paths=module.params["extra_disk_paths"],
+        pending_dir=module.params["pending_dir"],
     )
     module.exit_json(changed=False, ansible_facts={"dgx_spark_node": facts})
 

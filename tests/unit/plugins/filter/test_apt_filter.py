@@ -23,3 +23,11 @@ def test_filters_are_registered_and_wrap_errors():
     assert filters["apt_package_names"](["a=1"]) == ["a"]
     with pytest.raises(AnsibleFilterError, match="apt_plan"):
         filters["apt_plan"](POLICY, ["BAD NAME"])
+
+
+def test_apt_plan_installed_is_registered_and_wraps_errors():
+    installed_plan = FilterModule().filters()["apt_plan_installed"]
+    assert installed_plan({"docker.io": "26.1.5"}, ["docker.io"])["install"] == []
+    assert installed_plan({}, ["docker.io"]) is None
+    with pytest.raises(AnsibleFilterError, match="apt_plan_installed: expected the installed packages"):
+        installed_plan(["docker.io"], ["docker.io"])

@@ -100,3 +100,23 @@ def test_package_names_strip_pins_and_duplicates():
         "docker-ce",
         "docker-ce-cli",
     ]
+
+
+def test_plan_from_installed_needs_no_apt_call_when_everything_is_there():
+    installed = {"docker.io": "26.1.5+dfsg1-9+b9", "python3-requests": "2.32.3+dfsg-5"}
+    assert ap.plan_from_installed(["docker.io", "python3-requests=2.32.3+dfsg-5"], installed) == {
+        "install": [],
+        "present": ["docker.io", "python3-requests=2.32.3+dfsg-5"],
+        "no_candidate": [],
+        "refresh": False,
+    }
+
+
+def test_plan_from_installed_leaves_missing_or_other_versions_to_apt():
+    installed = {"docker.io": "26.1.5+dfsg1-9+b9"}
+    assert ap.plan_from_installed(["docker.io", "containerd"], installed) is None
+    assert ap.plan_from_installed(["docker.io=27.0.0-1"], installed) is None
+    with pytest.raises(ap.AptPlanError, match="not an apt package name"):
+        ap.plan_from_installed(["Bad Name"], installed)
+    with pytest.raises(ap.AptPlanError, match="expected the installed packages as a mapping"):
+        ap.plan_from_installed(["docker.io"], ["docker.io"])

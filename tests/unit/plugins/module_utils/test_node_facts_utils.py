@@ -83,6 +83,14 @@ def test_parse_dpkg_status_only_installed_tracked_packages():
     }
 
 
+def test_parse_dpkg_status_every_installed_package_when_no_names():
+    assert nf.parse_dpkg_status(DPKG_STATUS, None) == {
+        "docker-ce": "5:29.0.1-1~ubuntu.24.04~noble",
+        "nvidia-container-toolkit": "1.19.0-1",
+        "unrelated": "1",
+    }
+
+
 def test_parse_nvidia_smi_gb10():
     gpus = nf.parse_nvidia_smi(NVIDIA_SMI + "\n")
     assert gpus == [
@@ -195,3 +203,27 @@ def test_spark_detected_from_dgx_release_without_dmi(tmp_path):
     assert nf.is_dgx_spark("", {"DGX_NAME": "DGX H100"}) is False
     assert nf.is_dgx_spark("NVIDIA DGX Spark", None) is True
     assert nf.is_dgx_spark("Standard PC (Q35)", None) is False
+
+
+def test_pending_records_lists_each_roles_records_and_nothing_when_absent(tmp_path):
+    root = str(tmp_path)
+    base = tmp_path / "run/raibid/pending"
+    (base / "container_runtime").mkdir(parents=True)
+    (base / "container_runtime" / "docker.service.restart").write_text("restart: drop-in\n")
+    (base / "container_runtime" / "docker.service.reload").write_text("")
+    (base / "registry_cache").mkdir()  # emptied by its last handler: no records
+    (base / "stray-file").write_text("")  # not a role directory
+    assert nf.pending_records(root, "/run/raibid/pending") == {
+        "container_runtime": ["docker.service.reload", "docker.service.restart"]
+    }
+    assert nf.pending_records(root, "/run/raibid/absent") == {}
+
+
+def test_collect_reports_pending_records_only_when_asked(tmp_path):
+    root = make_tree(tmp_path, {"usr/lib/os-release": "ID=debian\n", "var/lib/.keep": ""})
+    (tmp_path / "run/raibid/pending/buildkit").mkdir(parents=True)
+    (tmp_path / "run/raibid/pending/buildkit/buildkit.service.restart").write_text("")
+    assert "pending" not in nf.collect(root, "x86_64", "/var/lib/docker", no_run, None)
+    facts = nf.collect(root, "x86_64", "/var/lib/docker", no_run, None, pending_dir="/run/raibid/pending")
+    assert facts["pending_dir"] == "/run/raibid/pending"
+    assert facts["pending"] == {"buildkit": ["buildkit.service.restart"]}
