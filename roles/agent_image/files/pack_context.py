@@ -13,13 +13,16 @@ The bytes depend only on the names, contents, modes and link targets of what is 
 name order (parents first), GNU format without pax headers, mtime 0, owner and group 0 without names,
 group and other write bits cleared. The tarball is replaced (atomically) only when those bytes differ,
 so a run with nothing new leaves it untouched and the copy to the node finds the same checksum.
-Prints {"changed": ..., "dest": ..., "members": ...} as JSON; exits 1 with one line on stderr naming
+Prints {"changed": ..., "dest": ..., "members": ..., "sha1": ..., "dockerfile_sha1": ...} as JSON (the
+sha1 of the tarball and of its ./Dockerfile, which the role compares with the node's copies in one
+file_plan call); exits 1 with one line on stderr naming
 the setting or file that is not usable.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -164,6 +167,22 @@ def write_tar(members: Iterable[Member], fileobj: BinaryIO) -> int:
     return count
 
 
+def sha1_of(path: str) -> str:
+    """The sha1 (hex) of a file's bytes, as Ansible's checksum computes it."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 16), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def member_sha1(member: Member) -> str:
+    """The sha1 (hex) of a file member's bytes."""
+    if member.data is not None:
+        return hashlib.sha1(member.data).hexdigest()
+    return sha1_of(member.source)
+
+
 def same_bytes(path_a: str, path_b: str) -> bool:
     if os.path.getsize(path_a) != os.path.getsize(path_b):
         return False
@@ -194,13 +213,21 @@ def pack(
         with os.fdopen(fd, "wb") as fh:
             count = write_tar(members, fh)
         changed = not (os.path.isfile(dest) and same_bytes(tmp, dest))
+        checksum = sha1_of(tmp)
         if changed:
             os.chmod(tmp, 0o644)
             os.replace(tmp, dest)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    return {"changed": changed, "dest": dest, "members": count}
+    dockerfile = [m for m in members if m.parts == ("Dockerfile",) and m.kind == "file"]
+    return {
+        "changed": changed,
+        "dest": dest,
+        "members": count,
+        "sha1": checksum,
+        "dockerfile_sha1": member_sha1(dockerfile[0]) if dockerfile else "",
+    }
 
 
 def parse_settings(settings: Any) -> Dict[str, Any]:

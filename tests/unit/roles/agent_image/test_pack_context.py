@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
 import json
@@ -84,6 +85,28 @@ def test_same_inputs_give_the_same_bytes_and_leave_the_tarball_untouched(tmp_pat
     assert dest.stat().st_ino == inode
     assert dest.stat().st_mtime_ns == 1_000_000_000
     assert [p.name for p in dest.parent.iterdir()] == ["context.tar"]  # no temporary file left
+
+
+def test_the_checksums_are_those_of_the_tarball_and_of_its_dockerfile(tmp_path: Path, image: Path) -> None:
+    result = pack(tmp_path, image)
+    unchanged = pack(tmp_path, image)
+    tar_bytes = (tmp_path / "cache" / "context.tar").read_bytes()
+
+    assert result["sha1"] == hashlib.sha1(tar_bytes).hexdigest()
+    assert result["dockerfile_sha1"] == hashlib.sha1(b"FROM scratch\n").hexdigest()
+    assert read(tmp_path / "cache" / "context.tar", "./Dockerfile") == "FROM scratch\n"
+    # A tarball left in place reports the same checksums as the one that was written.
+    assert (unchanged["changed"], unchanged["sha1"], unchanged["dockerfile_sha1"]) == (
+        False,
+        result["sha1"],
+        result["dockerfile_sha1"],
+    )
+
+
+def test_a_context_without_a_dockerfile_has_no_dockerfile_checksum(tmp_path: Path, image: Path) -> None:
+    (image / "Dockerfile").unlink()
+
+    assert pack(tmp_path, image)["dockerfile_sha1"] == ""
 
 
 def test_the_bytes_do_not_depend_on_file_times(tmp_path: Path, image: Path) -> None:
