@@ -383,8 +383,11 @@ def registry_check(name: str, url: str, status: Optional[int], error: str = "") 
     )
 
 
-def probe_registry(url: str, ca_path: Optional[str], timeout: float) -> Tuple[Optional[int], str]:
-    """``(HTTP status, "")`` of ``GET <url>/v2/`` or ``(None, error)``; connect and read share ``timeout``."""
+def probe_registry(
+    url: str, ca_path: Optional[str], timeout: float, headers: Optional[Mapping[str, str]] = None
+) -> Tuple[Optional[int], str]:
+    """``(HTTP status, "")`` of ``GET <url>/v2/`` or ``(None, error)``; connect and read share ``timeout``.
+    ``headers`` go with the request (registry_health's ``Authorization``); never part of the error."""
     deadline = time.monotonic() + timeout
     parts = urlsplit(url)
     conn: http.client.HTTPConnection
@@ -403,7 +406,7 @@ def probe_registry(url: str, ca_path: Optional[str], timeout: float) -> Tuple[Op
             raise socket.timeout("timed out")
         if conn.sock is not None:
             conn.sock.settimeout(left)
-        conn.request("GET", "/v2/")
+        conn.request("GET", "/v2/", headers=dict(headers or {}))
         response = conn.getresponse()
         response.read()
         return response.status, ""
