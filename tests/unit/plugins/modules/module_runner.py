@@ -7,13 +7,19 @@ from types import ModuleType
 from typing import Any, Dict, Tuple
 
 import pytest
+from ansible.module_utils.common import warnings as module_warnings
 from ansible.module_utils.testing import patch_module_args
 
 
 def run_main(
     module: ModuleType, args: Dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> Tuple[int, Dict[str, Any]]:
-    """``(exit code, result)`` of ``module.main()`` with ``args`` as its module arguments."""
+    """``(exit code, result)`` of ``module.main()`` with ``args`` as its module arguments.
+
+    A module runs in a process of its own: the warnings and deprecations an earlier module run of this
+    pytest process collected (ansible keeps them in module-level registries) are cleared first."""
+    module_warnings._global_warnings.clear()
+    module_warnings._global_deprecations.clear()
     capsys.readouterr()
     with patch_module_args(args), pytest.raises(SystemExit) as exc:
         module.main()
