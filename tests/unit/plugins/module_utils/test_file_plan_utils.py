@@ -248,7 +248,7 @@ def test_unknown_owner_and_group_are_reasons_not_crashes(conf):
 
 
 def test_actual_owner_without_a_name_is_its_id(conf, monkeypatch):
-    def no_name(_: int) -> Any:
+    def no_name(_id: int) -> Any:
         raise KeyError("no such id")
 
     monkeypatch.setattr(fp.pwd, "getpwuid", no_name)
