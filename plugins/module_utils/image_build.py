@@ -542,6 +542,21 @@ def push_only_possible(params: Mapping[str, Any], local: Sequence[LocalImage], d
     )
 
 
+def push_deferred(params: Mapping[str, Any], digest: str, plan: Optional[Plan] = None) -> bool:
+    """Whether this call leaves the push to a later one (``push_if_verified``).
+
+    With ``push_if_verified`` (an inputs hash the caller verified; empty: none), a call with ``push`` pushes only
+    what carries that hash and what it does not build itself: other inputs, or a plan that builds, mean a new
+    image, which the caller verifies before a second call pushes it. Without the option nothing is deferred.
+    """
+    verified = params.get("push_if_verified")
+    if not params.get("push") or verified is None:
+        return False
+    if verified != digest:
+        return True
+    return plan is not None and plan.action == "built"
+
+
 def plan_build(
     params: Mapping[str, Any],
     digest: str,

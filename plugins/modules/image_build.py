@@ -148,6 +148,14 @@ options:
         description); a tag that is missing there, or carries another inputs hash, is pushed again.
     type: bool
     default: false
+  push_if_verified:
+    description:
+      - An inputs hash (RV(inputs_hash)) whose image the caller has verified; an empty string when it has verified
+        none. With O(push=true), this call then pushes only an image that carries this hash and that it does not
+        build itself; otherwise it acts as with O(push=false) and returns RV(push_deferred=true), so that the caller
+        verifies the new image before a second call (O(push=true) without this option) pushes it.
+      - Lets a run that changes nothing check the registry, and push what it lacks, in the build's own call.
+    type: str
   pull:
     description: Always try to pull newer base images.
     type: bool
@@ -216,6 +224,23 @@ EXAMPLES = r"""
     CARGO_REGISTRY_TOKEN: "{{ vault_cargo_token }}"
   register: build
 
+# Push only a verified image, in one call when nothing changed: the build call pushes what the registry lacks
+# when the inputs are the ones verified before; a new image is verified first, then pushed by a second call.
+- name: Build, and push when the inputs are the verified ones
+  raibid.dgx_spark.image_build:
+    path: /opt/raibid/image
+    tags: [127.0.0.1:5000/raibid-ci-agent:1.4.0]
+    push: true
+    push_if_verified: "{{ recorded_verified_inputs_hash | default('') }}"
+  register: build
+
+- name: Verify a new image (your checks here), then push it
+  raibid.dgx_spark.image_build:
+    path: /opt/raibid/image
+    tags: [127.0.0.1:5000/raibid-ci-agent:1.4.0]
+    push: true
+  when: build.push_deferred
+
 - name: Show what happened (built, pushed without rebuilding, or none)
   ansible.builtin.debug:
     msg: "{{ build.action }}: {{ build.reason }}"
@@ -252,6 +277,11 @@ registry_checked:
     and a current local image, or O(load=false)).
   returned: always
   type: bool
+push_deferred:
+  description: Whether the push was left to a later call (O(push_if_verified)); RV(pushed_tags) is then empty.
+  returned: always
+  type: bool
+  sample: false
 registry_tags:
   description: What the registry held for each tag when it was checked; empty when RV(registry_checked) is false.
   returned: always
@@ -357,6 +387,7 @@ from ansible_collections.raibid.dgx_spark.plugins.module_utils.image_build impor
     parse_push_digest,
     parse_secrets,
     plan_build,
+    push_deferred,
     redact_argv,
     registry_check_needed,
     scrub,
@@ -396,6 +427,7 @@ ARGUMENT_SPEC = {
     "network": {"type": "str"},
     "provenance": {"type": "bool", "default": False},
     "rebuild": {"type": "str", "choices": ["auto", "always"], "default": "auto"},
+    "push_if_verified": {"type": "str"},
     "secrets": {
         "type": "list",
         "elements": "dict",
@@ -474,6 +506,7 @@ def main() -> None:
         "pushed_tags": [],
         "registry_checked": False,
         "registry_tags": [],
+        "push_deferred": False,
         "inputs_hash": digest,
         "image_id": "",
         "digest": "",
@@ -490,16 +523,10 @@ def main() -> None:
         result["builder_driver"] = parse_builder_driver(out)
         # Inside the 0700 temporary directory, removed with it whatever happens next.
         value_files = write_value_secrets(params["secrets"], tmp)
-        argv = build_argv(
-            docker,
-            params,
-            dockerfile,
-            digest,
-            metadata_file,
-            driver=result["builder_driver"],
-            secret_args=secret_flags(secrets, value_files),
-        )
-        result["command"] = redact_argv(argv) if params["redact_build_args"] else list(argv)
+        # A push left to a later call (push_if_verified) makes this one a build without --push.
+        deferred = push_deferred(params, digest)
+        if deferred:
+            params = dict(params, push=False)
         local = [local_image(module, docker, tag) for tag in params["tags"]]
         result["image_id"] = local[0].image_id
         registry = None
@@ -511,7 +538,20 @@ def main() -> None:
             result["registry_checked"] = True
             result["registry_tags"] = [registry_entry(r, digest, hidden) for r in registry]
         plan = plan_build(params, digest, local, registry)
-        result.update(action=plan.action, reason=plan.reason)
+        if push_deferred(params, digest, plan):
+            deferred, params = True, dict(params, push=False)
+            plan = plan_build(params, digest, local, None)
+        result.update(action=plan.action, reason=plan.reason, push_deferred=deferred)
+        argv = build_argv(
+            docker,
+            params,
+            dockerfile,
+            digest,
+            metadata_file,
+            driver=result["builder_driver"],
+            secret_args=secret_flags(secrets, value_files),
+        )
+        result["command"] = redact_argv(argv) if params["redact_build_args"] else list(argv)
         first = params["tags"][0]
         if plan.action == "none":
             result["msg"] = f"{first} is up to date (inputs {digest[:19]}): {plan.reason}"

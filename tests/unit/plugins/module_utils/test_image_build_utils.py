@@ -465,3 +465,24 @@ def test_plan_build(params, local_images, registry_tags, action, push_tags):
 )
 def test_registry_check_needed(params, local_images, needed):
     assert ib.registry_check_needed(params, local_images, HASH) is needed
+
+
+@pytest.mark.parametrize(
+    ("params", "plan", "deferred"),
+    [
+        # Without the option, or without push, nothing is deferred.
+        (PUSH, None, False),
+        (PUSH, ib.Plan("built", "stale"), False),
+        ({**PUSH, "push": False, "push_if_verified": ""}, None, False),
+        # Nothing verified, or other inputs verified: a new image, pushed only after the caller verified it.
+        ({**PUSH, "push_if_verified": ""}, None, True),
+        ({**PUSH, "push_if_verified": "sha256:old"}, None, True),
+        # The verified inputs: this call pushes, unless it builds (rebuild=always, a missing local image).
+        ({**PUSH, "push_if_verified": HASH}, None, False),
+        ({**PUSH, "push_if_verified": HASH}, ib.Plan("pushed", "registry lacks r:0", ["r:0"]), False),
+        ({**PUSH, "push_if_verified": HASH}, ib.Plan("none", "current"), False),
+        ({**PUSH, "push_if_verified": HASH}, ib.Plan("built", "stale"), True),
+    ],
+)
+def test_push_deferred(params, plan, deferred):
+    assert ib.push_deferred(params, HASH, plan) is deferred

@@ -181,6 +181,45 @@ def test_check_mode_reports_a_pending_push_without_pushing(run, setup):
     assert result["msg"].startswith("would push") and calls(state, "push ") == []
 
 
+def test_push_if_verified_defers_a_new_image_and_pushes_a_verified_one_in_the_same_call(run, setup):
+    ctx, state, docker = setup
+    # Nothing verified yet: the build loads the image, pushes nothing and says the push was deferred.
+    code, built = run(push_args(ctx, docker, push_if_verified=""))
+    assert code == 0 and (built["action"], built["built"], built["push_deferred"]) == ("built", True, True)
+    assert "--push" not in built["command"] and built["pushed_tags"] == [] and not built["registry_checked"]
+    assert not (state / "registry.json").exists() or json.loads((state / "registry.json").read_text()) == {}
+    digest = built["inputs_hash"]
+
+    # Other inputs verified: still deferred, and nothing rebuilt (the local image is current).
+    code, other = run(push_args(ctx, docker, push_if_verified="sha256:" + "0" * 64))
+    assert code == 0 and (other["action"], other["push_deferred"]) == ("none", True)
+    assert calls(state, "push ") == [] and len(calls(state, "buildx build")) == 1
+
+    # The caller verified these inputs: the same call reads the registry and pushes the local image.
+    code, pushed = run(push_args(ctx, docker, push_if_verified=digest))
+    assert code == 0 and (pushed["action"], pushed["push_deferred"], pushed["changed"]) == ("pushed", False, True)
+    assert pushed["registry_checked"] and pushed["pushed_tags"] == push_args(ctx, docker)["tags"]
+    assert len(calls(state, "buildx build")) == 1 and len(calls(state, "push ")) == 2
+
+    # A no-op run: one call, the registry read, nothing pushed.
+    code, settled = run(push_args(ctx, docker, push_if_verified=digest))
+    assert code == 0 and (settled["action"], settled["push_deferred"], settled["changed"]) == ("none", False, False)
+    assert [r["current"] for r in settled["registry_tags"]] == [True, True]
+
+
+def test_push_if_verified_never_pushes_what_the_call_builds(run, setup):
+    ctx, state, docker = setup
+    code, first = run(push_args(ctx, docker, push_if_verified=""))
+    digest = first["inputs_hash"]
+    # rebuild=always builds a new image even for the verified inputs: loaded, not pushed.
+    code, rebuilt = run(push_args(ctx, docker, push_if_verified=digest, rebuild="always"))
+    assert code == 0 and (rebuilt["action"], rebuilt["push_deferred"]) == ("built", True)
+    assert "--push" not in rebuilt["command"] and calls(state, "push ") == []
+    # The second call of the pattern (no push_if_verified) pushes it.
+    code, pushed = run(push_args(ctx, docker))
+    assert code == 0 and pushed["action"] == "pushed" and not pushed["push_deferred"]
+
+
 def test_registry_still_down_fails_the_push_by_name(run, setup):
     ctx, state, docker = setup
     (state / "push_fails").touch()
