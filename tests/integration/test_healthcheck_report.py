@@ -2,7 +2,8 @@
 local connection) stands for one node, a container that does not exist for a node that does not answer.
 Registries are pointed at free loopback ports (nothing answers there), the agent image at one that is
 not in the store, and a certificate at a missing file whose check name needs HTML escaping: the run
-must name both nodes and each fault, write the JSON and HTML reports, and fail.
+must name both nodes and each fault, write the JSON and HTML reports, and fail. The Kubernetes Node check
+reads the node test bed's Node (its kubelet keeps it Ready) with the machine's kubectl.
 """
 
 from __future__ import annotations
@@ -133,3 +134,30 @@ def test_bad_settings_are_named_before_any_probe(tmp_path):
     assert "health_fail_on" in out and "sometimes" in out, out
     assert "TASK [raibid.dgx_spark.health : Check the node" not in out
     assert not (tmp_path / "report").exists()
+
+
+def test_kubernetes_node_check_reads_the_test_beds_node(tmp_path, k8s_node_testbed):
+    """The Node check against a real Node: the node test bed's, which its kubelet keeps Ready. Schedulable
+    is ok, cordoned warns, a Node that does not exist fails; kubectl is the machine's own."""
+    bed = k8s_node_testbed
+    kubectl = ["kubectl", "--kubeconfig", str(bed.kubeconfig)]
+
+    def node_check(name: str) -> dict:
+        settings = {"health_kubernetes_node": name, "health_kubeconfig": str(bed.kubeconfig), "health_fail_on": "never"}
+        proc, out = healthcheck(tmp_path, settings)
+        assert proc.returncode == 0, out
+        report = json.loads((tmp_path / "report" / "health-report.json").read_text())
+        return {c["name"]: c for c in report["nodes"]["this-host"]["checks"]}["kubernetes_node"]
+
+    ready = node_check(bed.node_name)
+    assert ready["status"] == "ok", ready
+    assert ready["value"]["name"] == bed.node_name and ready["value"]["ready"] == "True", ready
+    assert ready["value"]["unschedulable"] is False, ready
+    subprocess.run([*kubectl, "cordon", bed.node_name], check=True, capture_output=True, timeout=60)
+    try:
+        cordoned = node_check(bed.node_name)
+    finally:
+        subprocess.run([*kubectl, "uncordon", bed.node_name], check=True, capture_output=True, timeout=60)
+    assert cordoned["status"] == "warn" and "cordon" in cordoned["message"].lower(), cordoned
+    missing = node_check("raibid-no-such-node")
+    assert missing["status"] == "fail" and "raibid-no-such-node" in missing["message"], missing

@@ -5,9 +5,9 @@ docker-registry (a node made unhealthy points at a port where nothing answers), 
 bed's API server holds a Node object for each. The test bed has no kubelet here: a CI pod is bound to its
 node and its phase is set through the status subresource, as a kubelet would report it.
 
-The Node check of node_health is off (health_kubernetes_node ""): it runs kubectl, which this machine
-does not have, and a Node without a kubelet is never Ready. Cordon, drain and uncordon are asserted on
-the Node objects instead.
+The Node check of node_health is off (health_kubernetes_node ""): a Node without a kubelet is never
+Ready. Cordon, drain and uncordon are asserted on the Node objects instead; the check itself is tested
+against the node test bed's kubelet-backed Node in test_healthcheck_report.py.
 """
 
 from __future__ import annotations
