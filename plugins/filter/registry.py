@@ -11,6 +11,7 @@ from ansible_collections.raibid.dgx_spark.plugins.module_utils.registry import (
     mirror_problems,
     registry_endpoints,
     registry_instances,
+    settings_problems,
 )
 
 
@@ -25,4 +26,5 @@ class FilterModule:
             "registry_is_loopback": is_loopback,
             "registry_mirror_problems": mirror_problems,
             "registry_auth_user_problems": auth_user_problems,
+            "registry_settings_problems": settings_problems,
         }

@@ -52,32 +52,58 @@ def registry_endpoints(
     bind_address: str = "127.0.0.1",
     local_port: int = 5000,
     tls: Optional[bool] = None,
+    *,
+    ca_path: str = "",
+    username: str = "",
+    auth: bool = False,
 ) -> Dict[str, Any]:
-    """Map upstream -> local mirror endpoint, plus the writable registry's endpoint.
+    """The endpoint map every client of the node's registries reads.
 
-    ``tls`` defaults to "not loopback" (the registry_cache role requires TLS off loopback).
+    Upstream -> the ``host:port`` (and URL) of its pull-through proxy, plus the writable registry's.
+    The host is what a client on the node dials: the bind address (IPv6 in brackets), or 127.0.0.1 for
+    a wildcard bind. ``tls`` defaults to "the bind address is not loopback" (a wildcard bind listens
+    on the network too, so registry_cache serves TLS there). ``ca_path`` is the CA bundle clients
+    verify the registries with (empty: the system store), ``username`` the writable registry's user
+    clients log in as. ``auth`` says that the registries have htpasswd users: the writable registry
+    then requires them, and so does a proxy with upstream credentials (what it serves is private); a
+    proxy of a public upstream answers anonymously, since Docker cannot send credentials to a
+    ``registry-mirrors`` entry (moby#30880).
     """
     host = client_host(bind_address)
-    secure = (not is_loopback(host.strip("[]"))) if tls is None else bool(tls)
+    bind = (bind_address or "").strip("[]")
+    secure = (not is_loopback(bind)) if tls is None else bool(tls)
     scheme = "https" if secure else "http"
-    mirror_hosts = {name: f"{host}:{int(spec['port'])}" for name, spec in sorted((mirrors or {}).items())}
+    entries = sorted((mirrors or {}).items())
+    mirror_hosts = {name: f"{host}:{int(spec['port'])}" for name, spec in entries}
     local = f"{host}:{int(local_port)}"
     return {
+        "bind": bind,
+        "loopback": is_loopback(bind),
+        "host": host,
+        "tls": secure,
         "scheme": scheme,
         "insecure_http": not secure,
+        "ca_path": (ca_path or "") if secure else "",
+        "auth": bool(auth),
+        "username": (username or "") if auth else "",
         "local": local,
         "local_url": f"{scheme}://{local}",
         "mirrors": mirror_hosts,
         "mirror_urls": {name: f"{scheme}://{endpoint}" for name, endpoint in mirror_hosts.items()},
+        "mirror_auth": {name: bool(auth) and bool(spec.get("username")) for name, spec in entries},
     }
 
 
 def registry_instances(
-    mirrors: Optional[Mapping[str, Mapping[str, Any]]], local_port: int = 5000
+    mirrors: Optional[Mapping[str, Mapping[str, Any]]], local_port: int = 5000, auth: bool = False
 ) -> List[Dict[str, Any]]:
-    """One entry per registry process: the writable one first, then one proxy per upstream."""
+    """One entry per registry process: the writable one first, then one proxy per upstream.
+
+    ``auth`` (htpasswd users are configured): each entry's ``auth`` says whether that instance requires
+    them, by the rule of :func:`registry_endpoints`.
+    """
     instances: List[Dict[str, Any]] = [
-        {"name": WRITABLE_INSTANCE, "kind": "writable", "port": int(local_port), "upstream": None}
+        {"name": WRITABLE_INSTANCE, "kind": "writable", "port": int(local_port), "upstream": None, "auth": bool(auth)}
     ]
     for upstream, spec in sorted((mirrors or {}).items()):
         instances.append(
@@ -90,6 +116,7 @@ def registry_instances(
                 "username": spec.get("username") or "",
                 "password": spec.get("password") or "",
                 "ttl": spec.get("ttl") or "",
+                "auth": bool(auth) and bool(spec.get("username")),
             }
         )
     return instances
@@ -136,6 +163,69 @@ def mirror_problems(mirrors: Any, variable: str = "registry_cache_mirrors") -> L
         unknown = sorted(map(str, set(spec) - set(MIRROR_KEYS)))
         if unknown:
             problems.append(f"{where}: unknown keys {', '.join(unknown)} (known: {', '.join(MIRROR_KEYS)})")
+    return problems
+
+
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+TLS_MODES = ("none", "selfsigned", "provided")
+
+
+def bind_address_problem(address: Any, variable: str = "dgx_spark_registry_bind_address") -> Optional[str]:
+    """Why ``address`` is not a bind address (IPv4, IPv6 with or without brackets, a host name), or None."""
+    text = address if isinstance(address, str) else ""
+    bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        parsed = ipaddress.ip_address(bare)
+    except ValueError:
+        parsed = None
+    if parsed is not None and (parsed.version == 6 or bare == text):
+        return None
+    if parsed is None and bare == text and _HOST_NAME.match(text) and not text.replace(".", "").isdigit():
+        return None
+    return (
+        f"{variable} must be an IPv4 address, an IPv6 address (brackets optional) or a host name, with no scheme "
+        f"or port, e.g. 127.0.0.1, 0.0.0.0, 10.0.4.2, fd00::2 or spark01.lab; got {address!r}"
+    )
+
+
+def settings_problems(
+    bind_address: Any,
+    tls_mode: Any,
+    auth_users: Any,
+    mirrors: Any,
+    prefix: str = "dgx_spark_registry",
+) -> List[str]:
+    """The rules that span the registry settings, one message per broken rule; never shows passwords.
+
+    Off loopback (a wildcard bind included: it listens on the network) the registries need TLS and
+    htpasswd users. With users, a proxy whose upstream has credentials requires them as well, so the
+    docker.io proxy must not have upstream credentials then: dockerd's ``registry-mirrors`` (and a DinD
+    daemon's ``--registry-mirror``) cannot send credentials to a mirror (moby#30880) and would fall
+    back to Docker Hub without saying so.
+    """
+    problems: List[str] = []
+    bind_problem = bind_address_problem(bind_address, f"{prefix}_bind_address")
+    if bind_problem:
+        problems.append(bind_problem)
+    if tls_mode not in TLS_MODES:
+        problems.append(f"{prefix}_tls_mode must be one of {', '.join(TLS_MODES)}; got {tls_mode!r}")
+    users = auth_users if isinstance(auth_users, list) else []
+    if not bind_problem and not is_loopback(str(bind_address)) and (tls_mode == "none" or not users):
+        problems.append(
+            f"{prefix}_bind_address: a non-loopback address ({bind_address}) needs {prefix}_auth_users (htpasswd) "
+            f"and {prefix}_tls_mode (selfsigned or provided); found {len(users)} user(s) and tls mode {tls_mode}. "
+            "Set both, or bind to 127.0.0.1"
+        )
+    docker_hub = (mirrors or {}).get("docker.io") if isinstance(mirrors, Mapping) else None
+    if users and isinstance(docker_hub, Mapping) and docker_hub.get("username"):
+        problems.append(
+            f"{prefix}_mirrors[docker.io] has upstream credentials, so with {prefix}_auth_users set its proxy requires "
+            "the registries' users (what it serves is private to those credentials), and Docker's registry-mirrors "
+            "cannot send credentials to a mirror (moby#30880): pulls would bypass the cache. Drop the docker.io "
+            f"username and password, or leave {prefix}_auth_users empty (loopback only)"
+        )
     return problems
 
 

@@ -23,6 +23,7 @@ PLAYBOOK = """
   gather_facts: false
   tasks:
     - ansible.builtin.include_vars: {roles}/dgx_spark/defaults/main.yml
+    - ansible.builtin.include_vars: {roles}/dgx_spark/vars/main.yml
     - ansible.builtin.include_vars: {roles}/buildkit/defaults/main.yml
     - ansible.builtin.include_vars: {roles}/buildkit/vars/main.yml
     - ansible.builtin.include_vars: {overrides}
@@ -86,27 +87,30 @@ def test_settings_flow_into_the_file(tmp_path):
     assert set(conf["registry"]) == {"ghcr.io", "127.0.0.1:5002", "127.0.0.1:5100"}
 
 
-def test_registry_cache_fact_wins_and_tls_registries_get_the_ca(tmp_path):
-    endpoints = {
-        "scheme": "https",
-        "insecure_http": False,
-        "local": "10.0.4.2:5000",
-        "local_url": "https://10.0.4.2:5000",
-        "mirrors": {"docker.io": "10.0.4.2:5001"},
-        "mirror_urls": {"docker.io": "https://10.0.4.2:5001"},
-    }
+def test_tls_registries_get_the_ca_the_endpoint_map_names(tmp_path):
     conf = render(
         tmp_path,
         {
-            "registry_cache_endpoints": endpoints,
+            "dgx_spark_registry_bind_address": "10.0.4.2",
+            "dgx_spark_registry_tls_mode": "provided",
+            "dgx_spark_registry_ca_path": "/etc/pki/lab-ca.pem",
             "dgx_spark_registry_mirrors": {"docker.io": {"port": 5001, "remote": "https://registry-1.docker.io"}},
-            "buildkit_registry_ca_path": "/etc/raibid-registry/tls/ca.crt",
         },
     )
     assert conf["registry"]["docker.io"]["mirrors"] == ["10.0.4.2:5001"]
     for host in ("10.0.4.2:5000", "10.0.4.2:5001"):
         assert "http" not in conf["registry"][host]
-        assert conf["registry"][host]["ca"] == ["/etc/raibid-registry/tls/ca.crt"]
+        assert conf["registry"][host]["ca"] == ["/etc/pki/lab-ca.pem"]
+    # buildkit_registry_ca_path still wins when an inventory sets it.
+    conf = render(
+        tmp_path,
+        {
+            "dgx_spark_registry_bind_address": "10.0.4.2",
+            "dgx_spark_registry_tls_mode": "selfsigned",
+            "buildkit_registry_ca_path": "/etc/raibid-registry/tls/ca.crt",
+        },
+    )
+    assert conf["registry"]["10.0.4.2:5002"] == {"ca": ["/etc/raibid-registry/tls/ca.crt"]}
 
 
 def test_air_gapped_has_no_mirrors(tmp_path):

@@ -41,7 +41,7 @@ MODES = {
         "agent_jobs_kubernetes_version": "1.31",
         "dgx_spark_registry_bind_address": "10.0.4.2",
         "agent_jobs_registry_ca": REGISTRY_CA,
-        "registry_cache_auth_users": [{"name": "ci", "password": "registry-pw-789"}],
+        "dgx_spark_registry_auth_users": [{"name": "ci", "password": "registry-pw-789"}],
         "agent_jobs_extra_env": EXTRA_ENV,
     },
     "socket": {

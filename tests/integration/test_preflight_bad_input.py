@@ -8,6 +8,29 @@ from __future__ import annotations
 import pytest
 
 CASES = [
+    # The collection-wide registry settings stop the run in preflight, before container_runtime writes
+    # daemon.json from the endpoint map they give.
+    pytest.param(
+        {"dgx_spark_registry_bind_address": "0.0.0.0"},
+        [
+            "dgx_spark_registry_bind_address: a non-loopback address (0.0.0.0) needs dgx_spark_registry_auth_users",
+            "found 0 user(s) and tls mode none",
+        ],
+        "validate",
+        id="registry-wildcard-bind-without-tls-or-users",
+    ),
+    pytest.param(
+        {"dgx_spark_registry_bind_address": "fd00::2]:5000"},
+        ["dgx_spark_registry_bind_address must be an IPv4 address", "got 'fd00::2]:5000'"],
+        "validate",
+        id="registry-bind-address-with-port",
+    ),
+    pytest.param(
+        {"dgx_spark_registry_tls_mode": "acme"},
+        ["dgx_spark_registry_tls_mode must be one of: none, selfsigned, provided, got: acme"],
+        "validate",
+        id="registry-unknown-tls-mode",
+    ),
     pytest.param(
         {"preflight_min_memory_mb": "lots"},
         ["preflight_min_memory_mb", "int"],

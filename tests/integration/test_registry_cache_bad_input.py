@@ -34,16 +34,43 @@ CASES = [
     pytest.param(
         {"dgx_spark_registry_bind_address": "10.0.4.2"},
         [
-            "registry_cache_bind_address: a non-loopback address (10.0.4.2) needs registry_cache_auth_users",
-            "registry_cache_tls_mode",
+            "dgx_spark_registry_bind_address: a non-loopback address (10.0.4.2) needs dgx_spark_registry_auth_users",
+            "dgx_spark_registry_tls_mode",
             "bind to 127.0.0.1",
         ],
         id="lan-bind-without-auth-or-tls",
     ),
     pytest.param(
-        {"dgx_spark_registry_bind_address": "0.0.0.0", "registry_cache_auth_users": [{"name": "ci", "password": "x"}]},
+        {
+            "dgx_spark_registry_bind_address": "0.0.0.0",
+            "dgx_spark_registry_auth_users": [{"name": "ci", "password": "x"}],
+        },
         ["non-loopback address (0.0.0.0)", "found 1 user(s) and tls mode none"],
         id="lan-bind-with-auth-but-no-tls",
+    ),
+    pytest.param(
+        {"dgx_spark_registry_bind_address": "http://10.0.4.2:5000"},
+        ["dgx_spark_registry_bind_address must be an IPv4 address", "no scheme", "got 'http://10.0.4.2:5000'"],
+        id="bind-address-with-scheme-and-port",
+    ),
+    pytest.param(
+        {
+            "dgx_spark_registry_bind_address": "10.0.4.2",
+            "dgx_spark_registry_tls_mode": "selfsigned",
+            "dgx_spark_registry_auth_users": [{"name": "ci", "password": "x"}],
+            "dgx_spark_registry_mirrors": {"docker.io": {**DOCKER_HUB, "username": "u", "password": "p"}},
+        },
+        ["dgx_spark_registry_mirrors[docker.io] has upstream credentials", "moby#30880"],
+        id="private-docker-hub-proxy-with-users",
+    ),
+    pytest.param(
+        {"registry_cache_bind_address": "10.0.4.3", "registry_cache_tls_mode": "selfsigned"},
+        [
+            "registry_cache_bind_address (10.0.4.3) differs from dgx_spark_registry_bind_address (127.0.0.1)",
+            "registry_cache_tls_mode (selfsigned) differs from dgx_spark_registry_tls_mode (none)",
+            "set those instead",
+        ],
+        id="role-registry-settings-differ-from-collection-wide",
     ),
     pytest.param(
         {"dgx_spark_registry_local_port": 70000},
@@ -71,12 +98,12 @@ CASES = [
         id="unknown-tls-mode",
     ),
     pytest.param(
-        {"registry_cache_tls_mode": "provided"},
+        {"dgx_spark_registry_tls_mode": "provided"},
         ["registry_cache_tls_mode is provided", "registry_cache_tls_cert_path"],
         id="provided-tls-without-files",
     ),
     pytest.param(
-        {"registry_cache_auth_users": [{"name": "ci:admin", "password": "x"}]},
+        {"dgx_spark_registry_auth_users": [{"name": "ci:admin", "password": "x"}]},
         ["registry_cache_auth_users[0].name", "no colon", "got 'ci:admin'"],
         id="htpasswd-user-with-colon",
     ),
@@ -132,7 +159,7 @@ def test_registry_cache_names_every_broken_setting_in_one_failure(run_role):
             "dgx_spark_registry_mirrors": {
                 "docker.io": {"port": 5001, "remote": "nope", "username": "u", "password": secrets[0]}
             },
-            "registry_cache_auth_users": [{"name": "ci:admin", "password": secrets[1]}],
+            "dgx_spark_registry_auth_users": [{"name": "ci:admin", "password": secrets[1]}],
         },
     )
     result.assert_refused(["registry_cache_mirrors[docker.io].remote", "registry_cache_auth_users[0].name", "no colon"])
