@@ -165,3 +165,52 @@ def test_every_consumer_gets_the_same_valid_endpoint(tmp_path, bind):
         assert got["dind_mirror"] == ""
     else:
         valid_url(got["dind_mirror"], "https", pod_host, 5001)
+
+
+CONFIGS_PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+{includes}
+    - ansible.builtin.include_vars: {overrides}
+    - ansible.builtin.template:
+        src: {roles}/registry_cache/templates/config.yml.j2
+        dest: "{out}/{{{{ item.name }}}}.yml"
+        mode: "0600"
+      loop: "{{{{ registry_cache_instances }}}}"
+      loop_control:
+        label: "{{{{ item.name }}}}"
+"""
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1", "10.0.4.2"])
+def test_with_users_the_writable_registry_and_private_proxies_require_them(tmp_path, bind):
+    """The auth decision, on loopback as off it: users given -> the writable registry requires them (nothing
+    that merely reaches the node's loopback can replace the agent image); a proxy of a public upstream stays
+    anonymous (dockerd cannot send credentials to a registry mirror, moby#30880); a proxy whose upstream has
+    credentials serves private content and requires them."""
+    overrides = {
+        "dgx_spark_registry_bind_address": bind,
+        "dgx_spark_registry_tls_mode": "selfsigned",
+        "dgx_spark_registry_auth_users": USERS,
+        "dgx_spark_registry_mirrors": {
+            "docker.io": {"port": 5001, "remote": "https://registry-1.docker.io"},
+            "ghcr.io": {"port": 5002, "remote": "https://ghcr.io", "username": "bot", "password": "upstream-pw"},
+        },
+    }
+    (tmp_path / "overrides.yml").write_text(json.dumps(overrides))
+    includes = "\n".join(f"    - ansible.builtin.include_vars: {layer}" for layer in LAYERS)
+    play = tmp_path / "play.yml"
+    play.write_text(
+        CONFIGS_PLAYBOOK.format(includes=includes, overrides=tmp_path / "overrides.yml", roles=ROLES, out=tmp_path)
+    )
+    run = run_playbook(play, {"ansible_check_mode": False}, False)
+    assert run.rc == 0, run.output
+    configs = {
+        name: yaml.safe_load((tmp_path / f"{name}.yml").read_text()) for name in ("local", "docker.io", "ghcr.io")
+    }
+    assert configs["local"]["auth"]["htpasswd"]["path"] == "/etc/raibid-registry/htpasswd"
+    assert "auth" not in configs["docker.io"]
+    assert configs["ghcr.io"]["auth"]["htpasswd"]["realm"] == "raibid-registry"
+    for config in configs.values():
+        assert config["http"]["tls"]["certificate"] == "/etc/raibid-registry/tls/server.crt"
