@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright (c) 2026 raibid.dgx_spark contributors
 # MIT License (see LICENSE)
 """Tag retention and untagged-manifest deletion for a stopped distribution registry (filesystem storage).

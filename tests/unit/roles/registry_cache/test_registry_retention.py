@@ -84,7 +84,7 @@ def store(tmp_path):
 
 def run_plan(store: Store, keep=0, protect=(), min_age_hours=24.0):
     repos = retention.scan(store.root)
-    return repos, retention.plan(store.root, repos, keep=keep, protect=protect, min_age_hours=min_age_hours, now=NOW)
+    return retention.plan(store.root, repos, keep=keep, protect=protect, min_age_hours=min_age_hours, now=NOW)
 
 
 def test_keeps_the_newest_tags_and_the_protected_ones(store):
@@ -93,7 +93,7 @@ def test_keeps_the_newest_tags_and_the_protected_ones(store):
     for i in range(5):
         store.tag(repo, f"h{i}", digests[f"h{i}"], pushed_days_ago=5 - i)  # h4 is the newest
     store.tag(repo, "latest", digests["h0"], pushed_days_ago=9)  # oldest push, protected
-    _, todo = run_plan(store, keep=2, protect=["latest"])
+    todo = run_plan(store, keep=2, protect=["latest"])
     assert todo.untag == {repo: ["h0", "h1", "h2"]}
     # h0's manifest is still reached by the protected tag; h1 and h2's are not.
     assert todo.unlink == {repo: sorted([digests["h1"], digests["h2"]])}
@@ -103,7 +103,7 @@ def test_keep_zero_keeps_every_tag(store):
     digest = store.image("r", "a")
     for i in range(3):
         store.tag("r", f"t{i}", digest, pushed_days_ago=i)
-    _, todo = run_plan(store, keep=0)
+    todo = run_plan(store, keep=0)
     assert todo.untag == {"r": []} and todo.unlink == {"r": []}
 
 
@@ -115,7 +115,7 @@ def test_a_cache_tag_exported_again_frees_the_old_cache_manifests(store):
         layers = [store.blob(f"cache {i} layer {n}".encode()) for n in range(2)]
         exports.append(store.index(repo, layers, media_type=LAYER))
     store.tag(repo, "buildcache", exports[-1], pushed_days_ago=2)
-    _, todo = run_plan(store, keep=10, protect=["buildcache"])
+    todo = run_plan(store, keep=10, protect=["buildcache"])
     assert todo.untag == {repo: []}
     assert todo.unlink == {repo: sorted(exports[:2])}
 
@@ -127,7 +127,7 @@ def test_children_of_a_tagged_index_stay(store):
     top = store.index(repo, [amd64, arm64, attestation])
     store.tag(repo, "v1", top, pushed_days_ago=1)
     orphan = store.image(repo, "orphan")
-    _, todo = run_plan(store)
+    todo = run_plan(store)
     assert todo.unlink == {repo: [orphan]}
 
 
@@ -137,7 +137,7 @@ def test_nested_indexes_and_cycles_are_followed_safely(store):
     inner = store.index(repo, [leaf])
     outer = store.index(repo, [inner, outer_placeholder := "sha256:" + "0" * 64])
     store.tag(repo, "t", outer, pushed_days_ago=1)
-    _, todo = run_plan(store)
+    todo = run_plan(store)
     assert todo.unlink == {repo: []}
     assert outer_placeholder not in retention.reachable(store.root, [outer], set(store.revisions(repo)))
 
@@ -146,7 +146,7 @@ def test_young_untagged_manifests_wait(store):
     young = store.image("r", "pushed by digest an hour ago", age_days=1 / 24)
     old = store.image("r", "pushed by digest last month", age_days=30)
     store.tag("r", "t", store.image("r", "tagged"), pushed_days_ago=1)
-    _, todo = run_plan(store, min_age_hours=24)
+    todo = run_plan(store, min_age_hours=24)
     assert todo.unlink == {"r": [old]}
     assert young not in todo.unlink["r"]
 
@@ -155,7 +155,7 @@ def test_keep_untagged_only_removes_tags(store):
     digests = [store.image("r", str(i)) for i in range(3)]
     for i, digest in enumerate(digests):
         store.tag("r", f"t{i}", digest, pushed_days_ago=3 - i)
-    _, todo = run_plan(store, keep=1, min_age_hours=None)
+    todo = run_plan(store, keep=1, min_age_hours=None)
     assert todo.untag == {"r": ["t0", "t1"]} and todo.unlink == {"r": []}
 
 
