@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ansible_collections.raibid.dgx_spark.plugins.module_utils.registry import (
     auth_user_problems,
+    bind_address_problem,
     client_host,
     is_loopback,
     mirror_problems,
@@ -27,4 +28,5 @@ class FilterModule:
             "registry_mirror_problems": mirror_problems,
             "registry_auth_user_problems": auth_user_problems,
             "registry_settings_problems": settings_problems,
+            "registry_address_problem": bind_address_problem,
         }

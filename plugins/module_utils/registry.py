@@ -173,7 +173,7 @@ TLS_MODES = ("none", "selfsigned", "provided")
 
 
 def bind_address_problem(address: Any, variable: str = "dgx_spark_registry_bind_address") -> Optional[str]:
-    """Why ``address`` is not a bind address (IPv4, IPv6 with or without brackets, a host name), or None."""
+    """Why ``address`` is not an address (IPv4, IPv6 with or without brackets, a host name), or None."""
     text = address if isinstance(address, str) else ""
     bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
     try:

@@ -26,6 +26,12 @@ CASES = [
         id="registry-bind-address-with-port",
     ),
     pytest.param(
+        {"dgx_spark_registry_server": "cache01"},
+        ["dgx_spark_registry_server (cache01) must be the inventory name of the host", "no such host"],
+        "validate",
+        id="registry-server-not-in-inventory",
+    ),
+    pytest.param(
         {"dgx_spark_registry_tls_mode": "acme"},
         ["dgx_spark_registry_tls_mode must be one of: none, selfsigned, provided, got: acme"],
         "validate",

@@ -148,6 +148,7 @@ def test_filters_are_registered():
         "registry_mirror_problems",
         "registry_auth_user_problems",
         "registry_settings_problems",
+        "registry_address_problem",
     }
 
 
