@@ -73,6 +73,26 @@ CASES = [
         id="role-registry-settings-differ-from-collection-wide",
     ),
     pytest.param(
+        {"registry_cache_tls_renew_days": 900},
+        ["registry_cache_tls_renew_days must be between 1 and 824", "got 900"],
+        id="renew-threshold-beyond-the-certificate-lifetime",
+    ),
+    pytest.param(
+        {"registry_cache_tls_renew_days": "soon"},
+        ["registry_cache_tls_renew_days", "int"],
+        id="renew-threshold-not-a-number",
+    ),
+    pytest.param(
+        {"registry_cache_gc_keep_tags": -1, "registry_cache_gc_protected_tags": ["latest", "-bad tag"]},
+        ["registry_cache_gc_keep_tags (-1)", "must be 0 or more", "got [\"-bad tag\"]"],
+        id="gc-retention-negative-and-bad-protected-tag",
+    ),
+    pytest.param(
+        {"registry_cache_gc_untagged_min_age_hours": "a day"},
+        ["registry_cache_gc_untagged_min_age_hours", "int"],
+        id="gc-untagged-min-age-not-a-number",
+    ),
+    pytest.param(
         {"dgx_spark_registry_local_port": 70000},
         ["registry_cache_local_port", "between 1 and 65535", "local 70000"],
         id="port-out-of-range",
