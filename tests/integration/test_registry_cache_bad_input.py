@@ -84,7 +84,7 @@ CASES = [
     ),
     pytest.param(
         {"registry_cache_gc_keep_tags": -1, "registry_cache_gc_protected_tags": ["latest", "-bad tag"]},
-        ["registry_cache_gc_keep_tags (-1)", "must be 0 or more", "got [\"-bad tag\"]"],
+        ["registry_cache_gc_keep_tags (-1)", "must be 0 or more", 'got ["-bad tag"]'],
         id="gc-retention-negative-and-bad-protected-tag",
     ),
     pytest.param(
