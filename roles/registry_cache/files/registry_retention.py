@@ -143,10 +143,10 @@ def plan(
     cutoff = now - (min_age_hours or 0) * 3600
     for repo in repositories:
         newest_first = sorted(repo.tags.items(), key=lambda item: (item[1][1], item[0]), reverse=True)
-        ordinary = [tag for tag, _ in newest_first if tag not in protected]
+        ordinary = [tag for tag, _pushed in newest_first if tag not in protected]
         drop = ordinary[keep:] if keep > 0 else []
         result.untag[repo.name] = sorted(drop)
-        kept_digests = [digest for tag, (digest, _) in repo.tags.items() if tag not in drop]
+        kept_digests = [digest for tag, (digest, _pushed) in repo.tags.items() if tag not in drop]
         live = reachable(root, kept_digests, set(repo.revisions))
         result.unlink[repo.name] = sorted(
             digest
