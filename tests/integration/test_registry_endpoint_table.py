@@ -92,13 +92,18 @@ BINDS = {
 }
 
 
-def render(tmp_path: Path, overrides: dict) -> dict:
+def run_layered(tmp_path: Path, playbook: str, overrides: dict) -> None:
+    """Run ``playbook`` on localhost with the roles' layers and then ``overrides`` loaded; files land in tmp_path."""
     (tmp_path / "overrides.yml").write_text(json.dumps(overrides))
     includes = "\n".join(f"    - ansible.builtin.include_vars: {layer}" for layer in LAYERS)
     play = tmp_path / "play.yml"
-    play.write_text(PLAYBOOK.format(includes=includes, overrides=tmp_path / "overrides.yml", roles=ROLES, out=tmp_path))
+    play.write_text(playbook.format(includes=includes, overrides=tmp_path / "overrides.yml", roles=ROLES, out=tmp_path))
     run = run_playbook(play, {"ansible_check_mode": False}, False)
     assert run.rc == 0, run.output
+
+
+def render(tmp_path: Path, overrides: dict) -> dict:
+    run_layered(tmp_path, PLAYBOOK, overrides)
     consumers = json.loads((tmp_path / "consumers.json").read_text())
     consumers["buildkitd"] = tomllib.loads((tmp_path / "buildkitd.toml").read_text())
     consumers["k3s"] = yaml.safe_load((tmp_path / "registries.yaml").read_text())
@@ -198,14 +203,7 @@ def test_with_users_the_writable_registry_and_private_proxies_require_them(tmp_p
             "ghcr.io": {"port": 5002, "remote": "https://ghcr.io", "username": "bot", "password": "upstream-pw"},
         },
     }
-    (tmp_path / "overrides.yml").write_text(json.dumps(overrides))
-    includes = "\n".join(f"    - ansible.builtin.include_vars: {layer}" for layer in LAYERS)
-    play = tmp_path / "play.yml"
-    play.write_text(
-        CONFIGS_PLAYBOOK.format(includes=includes, overrides=tmp_path / "overrides.yml", roles=ROLES, out=tmp_path)
-    )
-    run = run_playbook(play, {"ansible_check_mode": False}, False)
-    assert run.rc == 0, run.output
+    run_layered(tmp_path, CONFIGS_PLAYBOOK, overrides)
     configs = {
         name: yaml.safe_load((tmp_path / f"{name}.yml").read_text()) for name in ("local", "docker.io", "ghcr.io")
     }
