@@ -6,6 +6,9 @@ VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 SCENARIOS ?=
+# pytest-xdist workers of `make integration` (tests/integration/conftest.py: the tests of each test bed
+# on one worker, the rest spread over all); 0 runs the tests in this process.
+INTEGRATION_JOBS ?= 3
 
 .PHONY: help setup images lab lab-run lab-down lint unit agent integration molecule test bench clean sanity docs release-check
 
@@ -42,7 +45,7 @@ agent: ## the raibid-agent crate (image/agent): rustfmt, clippy, unit tests and 
 	cd image/agent && cargo fmt --check && cargo clippy --locked --all-targets -- -D warnings && cargo test --locked
 
 integration: setup ## pytest integration tests (real ansible-playbook runs, real services)
-	$(VENV)/pytest --durations=15 tests/integration
+	$(VENV)/pytest -n $(INTEGRATION_JOBS) --durations=15 tests/integration
 
 molecule: setup ## every Molecule scenario (or SCENARIOS="a b")
 	$(VENV)/python tests/molecule_scenario.py $(SCENARIOS)

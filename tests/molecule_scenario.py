@@ -40,6 +40,9 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from suite_report import allowed_skip  # tests/suite_report.py
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "integration"))
+from k8s_testbed import running_node_testbed  # tests/integration/k8s_testbed.py
 from support import play_recap  # tests/support.py
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -280,12 +283,26 @@ def longest_first(names: list[str], timings: Path = TIMINGS) -> list[str]:
     return sorted(names, key=lambda n: -last.get(n, float("inf")))
 
 
+def busy_on_this_machine(things: set[str]) -> bool:
+    """Whether something outside this runner uses one of `things` now: the machine's one node test
+    bed (`k8s-node-testbed`), which the integration tests may be running beside Molecule (make test)."""
+    if "k8s-node-testbed" not in things:
+        return False
+    return running_node_testbed() is not None
+
+
 def run_all(
-    names: list[str], jobs: int, run: Callable[[str], dict], shares_of: Callable[[str], set[str]] = shares
+    names: list[str],
+    jobs: int,
+    run: Callable[[str], dict],
+    shares_of: Callable[[str], set[str]] = shares,
+    busy_elsewhere: Callable[[set[str]], bool] = busy_on_this_machine,
 ) -> list[dict]:
     """Run `names` with `run`, at most `jobs` at a time, never two that share a thing at once, in the
-    given order as far as that allows. Once INTERRUPTED is set no scenario starts: the ones left are
-    reported "not run (interrupted)". Results come back in the order of `names`."""
+    given order as far as that allows. A scenario whose shared thing another program on the machine
+    uses now (`busy_elsewhere`) waits while another can start; when none can, it starts and its own
+    create step waits for the thing (bounded there). Once INTERRUPTED is set no scenario starts: the
+    ones left are reported "not run (interrupted)". Results come back in the order of `names`."""
     pending = list(names)
     busy: set[str] = set()
     results: dict[str, dict] = {}
@@ -299,7 +316,8 @@ def run_all(
                 while True:
                     if INTERRUPTED.is_set() or not pending:
                         return
-                    name = next((n for n in pending if not uses[n] & busy), None)
+                    free = [n for n in pending if not uses[n] & busy]
+                    name = next((n for n in free if not busy_elsewhere(uses[n])), free[0] if free else None)
                     if name is not None:
                         break
                     cond.wait()

@@ -9,10 +9,13 @@
 # part gets the lines that say why (pytest's FAILED/ERROR lines, Molecule's "why:", make errors),
 # since CI keeps only the end of the output.
 #
-# The short CPU-bound parts (SUITE_BESIDE, default "lint unit agent sanity release-check") run one
-# after another beside `integration`, which spends most of its time waiting on containers and the
-# Kubernetes test bed; their output is printed when integration ends. SUITE_BESIDE="" runs every
-# part in turn.
+# Parts run beside `integration` in chains (SUITE_BESIDE; chains separated by "|", the parts of a chain
+# one after another), default "lint unit agent sanity release-check | images molecule": the short
+# CPU-bound parts in one chain, the node images and Molecule in another. Integration and Molecule each
+# spend long stretches waiting on containers, Pods and the Kubernetes test bed, which the other fills;
+# the one node test bed per machine is taken in turn (tests/integration/k8s_testbed.py,
+# node_testbed_turn; the Molecule runner starts agent_jobs when the bed is free). Their output is
+# printed when integration ends. SUITE_BESIDE="" runs every part in turn.
 #
 # A deadline bounds the whole run, so that a part that hangs is stopped and the table still printed:
 # SUITE_DEADLINE_EPOCH (seconds since the epoch; .ci/run sets it from CI's own limit) or
@@ -22,7 +25,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 parts=${SUITE_PARTS:-"lint unit agent sanity release-check integration images molecule"}
-beside=${SUITE_BESIDE-"lint unit agent sanity release-check"}
+beside=${SUITE_BESIDE-"lint unit agent sanity release-check | images molecule"}
 logs=.cache/suite
 mkdir -p "$logs"
 grace=${SUITE_KILL_GRACE:-180}
@@ -79,18 +82,32 @@ run_part() {
   fi
 }
 
-# The parts to run beside integration: those of SUITE_BESIDE that are in this run, when integration is.
-declare -a side=() main=()
+# The parts to run beside integration: those of SUITE_BESIDE that are in this run, when integration is,
+# as chains (one string of parts each, in SUITE_BESIDE's order).
+declare -a side=() main=() chains=()
+IFS='|' read -r -a beside_chains <<<"$beside"
+if [[ " $parts " == *" integration "* ]]; then
+  for chain in "${beside_chains[@]}"; do
+    kept=""
+    for part in $chain; do
+      if [[ " $parts " == *" $part "* ]]; then kept+=" $part"; side+=("$part"); fi
+    done
+    [ -n "$kept" ] && chains+=("$kept")
+  done
+fi
 for part in $parts; do
-  if [[ " $parts " == *" integration "* && " $beside " == *" $part "* ]]; then side+=("$part"); else main+=("$part"); fi
+  [[ " ${side[*]} " == *" $part "* ]] || main+=("$part")
 done
 for part in "${main[@]}"; do
   if [ "$part" = integration ] && [ "${#side[@]}" -gt 0 ]; then
-    echo "================ integration (beside it: ${side[*]}; their output follows it) ================"
-    (for p in "${side[@]}"; do run_part "$p" quiet; done) &
-    side_pid=$!
+    echo "================ integration (beside it:$(printf ' [%s ]' "${chains[@]}"); their output follows it) ================"
+    side_pids=()
+    for chain in "${chains[@]}"; do
+      (for p in $chain; do run_part "$p" quiet; done) &
+      side_pids+=($!)
+    done
     run_part integration
-    wait "$side_pid"
+    wait "${side_pids[@]}"
     for p in "${side[@]}"; do
       echo "================ ${p} (ran beside integration) ================"
       cat "$logs/$p.log" 2>/dev/null

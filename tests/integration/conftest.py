@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from k8s_testbed import (
     stop_testbed,
 )
 from support import CommandTimeout, KedaCrdError, ansible_env, keda_crd, play_recap, run_bounded
+from xdist.scheduler import LoadScopeScheduling
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -116,6 +118,71 @@ def role_play(directory: Path, role: str) -> Path:
     return play
 
 
+# --- Running side by side (pytest-xdist; `make integration` runs INTEGRATION_JOBS workers) -----------
+# The modules whose tests use a test bed go to one worker per bed, so that each bed starts once per run
+# and the machine's one node bed (kubelet, containerd, CNI bridge) never twice; every other test (mostly
+# ansible-playbook runs that use the CPU) goes to whichever worker is free, beside the beds' tests,
+# which mostly wait on the API server and Pods. By module, not by xdist's `xdist_group` mark: with
+# pytest 9 xdist's loadgroup cannot rename node ids (it sets `_nodeid`, which pytest 9 no longer reads),
+# so the groups would be ignored. A module that starts using a bed without being listed here fails
+# collection, naming it.
+BED_FIXTURES = {
+    "k8s_node_testbed": "k8s-node-testbed",
+    "k8s_testbed": "k8s-control-plane-testbed",
+    "k8s_control_plane_testbed": "k8s-control-plane-testbed",
+}
+BED_MODULES = {
+    "test_e2e_ci_job.py": "k8s-node-testbed",
+    "test_k8s_pods.py": "k8s-node-testbed",
+    "test_healthcheck_report.py": "k8s-node-testbed",
+    "test_k8s_apply.py": "k8s-control-plane-testbed",
+    "test_rollout.py": "k8s-control-plane-testbed",
+}
+
+
+def bed_group(nodeid: str) -> str | None:
+    """The worker group of a test: its module's bed (BED_MODULES), or None (any worker). With
+    K8S_TESTBED_NODE=1 the control-plane fixture is the node bed, so every bed module is one group."""
+    group = BED_MODULES.get(nodeid.split("::", 1)[0].rsplit("/", 1)[-1])
+    if group is not None and os.environ.get("K8S_TESTBED_NODE") == "1":
+        return BED_FIXTURES["k8s_node_testbed"]
+    return group
+
+
+def bed_problems(items: list[tuple[str, list[str]]]) -> list[str]:
+    """What BED_MODULES gets wrong for these (nodeid, fixture names) pairs: a test that uses the node
+    bed outside the node bed's group, or a control-plane bed in a module of no group."""
+    problems = []
+    node = BED_FIXTURES["k8s_node_testbed"]
+    for nodeid, fixtures in items:
+        beds = {BED_FIXTURES[name] for name in fixtures if name in BED_FIXTURES}
+        group = bed_group(nodeid)
+        if (node in beds and group != node) or (beds and group is None):
+            problems.append(
+                f"{nodeid} uses the {' and the '.join(sorted(beds))} but its module is not listed with "
+                f"{'it' if len(beds) == 1 else 'them'} in BED_MODULES (tests/integration/conftest.py), "
+                "so two pytest-xdist workers could each start one"
+            )
+    return problems
+
+
+def pytest_collection_modifyitems(config, items):
+    problems = bed_problems([(item.nodeid, list(getattr(item, "fixturenames", ()))) for item in items])
+    if problems:
+        raise pytest.UsageError("\n".join(problems))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's load-by-scope scheduler with a scope per bed (BED_MODULES) and one per other test; the
+    largest scopes (the beds') are handed out first."""
+
+    class BedScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return bed_group(nodeid) or nodeid
+
+    return BedScheduling(config, log)
+
+
 @pytest.fixture
 def run_role(tmp_path):
     """run_role(role, vars) -> PlaybookRun; the role runs on localhost in check mode."""
@@ -147,13 +214,19 @@ def say(request: pytest.FixtureRequest, line: str) -> None:
     """A line to the terminal (and CI's log) although fixture output is captured."""
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None:
-        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+
+    def write() -> None:
+        if worker:  # an xdist worker's terminal output is not shown; its stderr is the run's
+            print(f"[{worker}] {line}", file=sys.stderr, flush=True)
+        elif reporter is not None:
+            reporter.write_line(line)
+
     if capture is not None:
         with capture.global_and_fixture_disabled():
-            reporter.write_line(line)
+            write()
     else:
-        reporter.write_line(line)
+        write()
 
 
 def _testbed(request: pytest.FixtureRequest, node: bool):

@@ -15,8 +15,9 @@ The fixtures that start them live in conftest.py (`k8s_testbed`, `k8s_node_testb
 at the end. `k8s_testbed` is a control plane of its own, beside the node bed when a session uses
 both (free ports each; the node parts exist once per machine), unless K8S_TESTBED_NODE=1 (then it
 is the node bed: one test bed for the session). Only one node test bed per machine at a time (the
-bridge, the /kubepods cgroups and kubelet's hard-coded paths are machine-wide): start.sh refuses a
-second one, saying which state directory holds the first.
+bridge, the /kubepods cgroups and kubelet's hard-coded paths are machine-wide): a start waits while
+another runs (node_testbed_turn, bounded), and start.sh refuses one that was not stopped, saying
+which state directory holds it.
 
 Nothing here needs pytest: the same functions start and stop the test beds for Molecule's create and
 destroy steps (molecule/keda, molecule/agent_jobs) through this file's command line --
@@ -33,6 +34,8 @@ image imports and redis-server's first PING. Build and start times go to the ter
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -72,6 +75,14 @@ IMPORT_TIMEOUT_S = 300
 REDIS_START_TIMEOUT_S = 10
 # A daemon stopped by its pidfile gets SIGKILL after this long.
 PID_STOP_TIMEOUT_S = 10
+# One node test bed per machine: node.sh writes the running one's state directory here. A start of a
+# node bed waits (at most NODE_WAIT_TIMEOUT_S, K8S_TESTBED_NODE_WAIT overrides) while another one runs,
+# so that the integration tests and the agent_jobs scenario can run side by side (make test); the lock
+# makes the check and the start one step.
+NODE_OWNER = Path("/run/raibid-k8s-testbed-node.owner")
+NODE_LOCK = Path("/run/lock/raibid-k8s-testbed-node.lock")
+NODE_WAIT_TIMEOUT_S = int(os.environ.get("K8S_TESTBED_NODE_WAIT", "3600"))
+NODE_WAIT_POLL_S = 5
 
 
 def keda_vars(kubeconfig: str, triggerauthentications_crd: str | os.PathLike | None = None) -> dict:
@@ -236,10 +247,89 @@ def _start_lines(stderr: str | bytes | None) -> str:
     return tail("\n".join(own), 6)
 
 
+def running_node_testbed() -> str | None:
+    """The state directory of the node test bed running on this machine (one of its daemons alive), or
+    None. A bed that was not stopped (every daemon gone) is not running: start.sh then refuses it by
+    name. A stop through stop_testbed holds the node-bed lock, so a start never sees one half-stopped."""
+    try:
+        state = NODE_OWNER.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    try:
+        lines = (Path(state) / "pids").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        name, _, pid = line.partition(" ")
+        if pid.strip().isdigit() and _pid_runs(int(pid), name):
+            return state
+    return None
+
+
+@contextlib.contextmanager
+def node_testbed_turn(report: Report = _stderr, timeout: float | None = None, poll: float = NODE_WAIT_POLL_S):
+    """Hold the machine's node-bed lock once no other node test bed runs; waits at most `timeout`
+    seconds (NODE_WAIT_TIMEOUT_S), then raises TestBedError naming the bed that still runs."""
+    limit = NODE_WAIT_TIMEOUT_S if timeout is None else timeout
+    deadline = time.monotonic() + limit
+    said = False
+    NODE_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(NODE_LOCK, "a", encoding="utf-8") as lock:
+        while True:
+            if _try_flock(lock):
+                other = running_node_testbed()
+                if other is None:
+                    try:
+                        yield
+                    finally:
+                        fcntl.flock(lock, fcntl.LOCK_UN)
+                    return
+                fcntl.flock(lock, fcntl.LOCK_UN)
+            else:
+                other = "(another start holds " + str(NODE_LOCK) + ")"
+            if time.monotonic() >= deadline:
+                raise TestBedError(
+                    f"another node test bed ran on this machine for more than {limit:.0f} s ({other}); one node "
+                    f"bed runs at a time (K8S_TESTBED_NODE_WAIT sets the wait)"
+                )
+            if not said:
+                report(f"[k8s-testbed] waiting for the node test bed in {other} to stop (one per machine)")
+                said = True
+            time.sleep(poll)
+
+
+@contextlib.contextmanager
+def _node_lock(timeout: float):
+    """Hold the node-bed lock (waiting at most `timeout` seconds: a start holds it only while it checks
+    and runs start.sh); past that, go on without it rather than leave a bed running."""
+    NODE_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(NODE_LOCK, "a", encoding="utf-8") as lock:
+        deadline = time.monotonic() + timeout
+        while not _try_flock(lock):
+            if time.monotonic() >= deadline:
+                print(f"[k8s-testbed] {NODE_LOCK} still held after {timeout:.0f}s; stopping without it")
+                yield
+                return
+            time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _try_flock(lock) -> bool:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 def start_testbed(node: bool = False, state: Path | None = None, report: Report = _stderr) -> K8sTestBed:
     """Build (cached per machine) and start a test bed on free loopback ports, in `state` (a new
-    directory under /tmp when None; it must not hold a running test bed). Raises TestBedError naming
-    the step that failed or hung (the build, or the component start.sh was waiting for). Writes
+    directory under /tmp when None; it must not hold a running test bed). A node bed first waits for
+    the machine's node bed to be free (node_testbed_turn). Raises TestBedError naming the step that
+    failed or hung (the build, the wait, or the component start.sh was waiting for). Writes
     STATE/testbed.json (what load_testbed reads)."""
     parts = ["kube-apiserver", "kube-controller-manager", "etcd"] + (["kubelet", "kube-scheduler"] if node else [])
     cached = all((CACHE_DIR / "bin" / b).exists() for b in parts)
@@ -276,24 +366,14 @@ def start_testbed(node: bool = False, state: Path | None = None, report: Report 
             K8S_TESTBED_KUBELET_PORT=free_port(),
             K8S_TESTBED_KUBELET_HEALTHZ_PORT=free_port(),
         )
-    t0 = time.monotonic()
-    # Not run_bounded: the daemons start.sh leaves running must stay in this process group (a Ctrl-C
-    # reaches them as before); their output goes to files, so nothing holds the pipes after a kill.
-    try:
-        start = subprocess.run(
-            [str(TESTBED / "start.sh"), str(state)],
-            env={**os.environ, **{k: str(v) for k, v in ports.items()}, **flag, "K8S_TESTBED_NODE_LABELS": labels},
-            capture_output=True,
-            text=True,
-            timeout=START_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        stop_testbed(state, remove=False)
-        raise TestBedError(
-            f"k8s test bed start.sh did not finish within {START_TIMEOUT_S} s (stopped; logs kept in "
-            f"{state / 'logs'}); it was at:\n{_start_lines(exc.stderr)}"
-        ) from None
+    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, **flag, "K8S_TESTBED_NODE_LABELS": labels}
+    waited = time.monotonic()
+    with node_testbed_turn(report) if node else contextlib.nullcontext():
+        waited = time.monotonic() - waited
+        if waited >= NODE_WAIT_POLL_S:
+            report(f"[k8s-testbed] the node test bed was free after {waited:.0f}s")
+        t0 = time.monotonic()
+        start = _run_start(state, env)
     start_seconds = time.monotonic() - t0
     if start.returncode != 0:
         stop_testbed(state, remove=False)
@@ -329,6 +409,28 @@ def start_testbed(node: bool = False, state: Path | None = None, report: Report 
     return bed
 
 
+def _run_start(state: Path, env: dict) -> subprocess.CompletedProcess:
+    """start.sh STATE, bounded by START_TIMEOUT_S (on expiry the bed is stopped and TestBedError names
+    the component it was waiting for). Not run_bounded: the daemons start.sh leaves running must stay in
+    this process group (a Ctrl-C reaches them as before); their output goes to files, so nothing holds
+    the pipes after a kill."""
+    try:
+        return subprocess.run(
+            [str(TESTBED / "start.sh"), str(state)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        stop_testbed(state, remove=False)
+        raise TestBedError(
+            f"k8s test bed start.sh did not finish within {START_TIMEOUT_S} s (stopped; logs kept in "
+            f"{state / 'logs'}); it was at:\n{_start_lines(exc.stderr)}"
+        ) from None
+
+
 def load_testbed(state: Path) -> K8sTestBed:
     """The running test bed in `state` (its env file and testbed.json, as start_testbed wrote them)."""
     try:
@@ -352,8 +454,10 @@ def stop_testbed(state: Path, remove: bool = True) -> float:
     """stop.sh STATE (by PID, bounded); removes the state directory unless `remove` is false or the
     stop did not finish. Returns the seconds it took."""
     t0 = time.monotonic()
+    node = (state / "node").is_dir()  # node.sh's part of the state
     try:
-        subprocess.run([str(TESTBED / "stop.sh"), str(state)], timeout=STOP_TIMEOUT_S, check=False)
+        with _node_lock(STOP_TIMEOUT_S) if node else contextlib.nullcontext():
+            subprocess.run([str(TESTBED / "stop.sh"), str(state)], timeout=STOP_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         print(f"[k8s-testbed] stop.sh {state} did not finish in {STOP_TIMEOUT_S}s; state kept")
         return time.monotonic() - t0

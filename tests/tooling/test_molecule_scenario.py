@@ -184,6 +184,26 @@ def test_longest_first_by_the_last_successful_run(tmp_path):
     assert longest_first(["b", "a"], tmp_path / "none.jsonl") == ["b", "a"]
 
 
+def test_a_scenario_whose_thing_is_busy_elsewhere_waits_while_another_can_run():
+    seconds = {"node": 0.05, "a": 0.1, "b": 0.1, "c": 0.1}
+    uses = {"node": {"k8s-node-testbed"}}
+    fake = Lanes(seconds)
+    # The integration tests' node bed runs until both lanes are busy, then stops.
+    results = run_all(
+        list(seconds), 2, fake, lambda n: uses.get(n, set()), lambda things: bool(things) and len(fake.started) < 2
+    )
+    assert all(r["ok"] for r in results)
+    assert fake.started[:2] == ["a", "b"], "the node scenario went first although the bed was busy"
+    assert fake.started[2] == "node", "once the bed was free it went before the rest"
+
+
+def test_a_scenario_busy_elsewhere_starts_when_nothing_else_can():
+    fake = Lanes({"node": 0.01})
+    results = run_all(["node"], 2, fake, lambda n: {"k8s-node-testbed"}, lambda things: True)
+    assert results[0]["ok"] and fake.started == ["node"]  # its create step waits for the bed itself
+
+
 def test_the_test_bed_scenarios_share_it_and_others_share_nothing():
-    assert shares("keda") == shares("agent_jobs") == shares("fleet") == {"k8s-testbed"}
+    assert shares("keda") == shares("fleet") == {"k8s-testbed"}
+    assert shares("agent_jobs") == {"k8s-testbed", "k8s-node-testbed"}
     assert shares("site_fresh_node") == set()
