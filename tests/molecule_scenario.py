@@ -27,6 +27,8 @@ Usage: molecule_scenario.py [SCENARIO ...]   (no SCENARIO: every one under molec
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -36,13 +38,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from suite_report import allowed_skip  # tests/suite_report.py
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "integration"))
 from k8s_testbed import running_node_testbed  # tests/integration/k8s_testbed.py
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "testbed" / "images"))
+from e2e_images import CACHE_DIR as E2E_IMAGES_CACHE  # tests/testbed/images/e2e_images.py
 from support import play_recap  # tests/support.py
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -283,12 +288,71 @@ def longest_first(names: list[str], timings: Path = TIMINGS) -> list[str]:
     return sorted(names, key=lambda n: -last.get(n, float("inf")))
 
 
+# Shared things that other programs on the machine take by a lock file: the agent image's cargo tools
+# compile once per machine, into the BuildKit cache directory the agent_image scenario shares with the
+# end-to-end images (tests/testbed/images/e2e_images.py builds under this lock); two cold builds at once
+# would each compile them. The runner holds the lock for the whole scenario.
+MACHINE_LOCKS = {"agent-image-buildcache": E2E_IMAGES_CACHE / ".agent.lock"}
+MACHINE_LOCK_TIMEOUT_S = int(os.environ.get("MOLECULE_MACHINE_LOCK_TIMEOUT", "5400"))
+MACHINE_LOCK_POLL_S = 2
+
+
 def busy_on_this_machine(things: set[str]) -> bool:
     """Whether something outside this runner uses one of `things` now: the machine's one node test
-    bed (`k8s-node-testbed`), which the integration tests may be running beside Molecule (make test)."""
-    if "k8s-node-testbed" not in things:
-        return False
-    return running_node_testbed() is not None
+    bed (`k8s-node-testbed`), which the integration tests may be running beside Molecule (make test),
+    or a thing of MACHINE_LOCKS whose lock another program holds."""
+    if "k8s-node-testbed" in things and running_node_testbed() is not None:
+        return True
+    for thing in things & MACHINE_LOCKS.keys():
+        path = MACHINE_LOCKS[thing]
+        if not path.exists():
+            continue
+        with open(path, "a", encoding="utf-8") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+@contextlib.contextmanager
+def machine_locks(name: str, things: set[str], timeout: float | None = None):
+    """Hold the lock files of `things` (MACHINE_LOCKS) while scenario `name` runs; waits at most
+    `timeout` seconds (MACHINE_LOCK_TIMEOUT_S) for each, saying who holds it, then raises StepTimeout."""
+    limit = MACHINE_LOCK_TIMEOUT_S if timeout is None else timeout
+    with contextlib.ExitStack() as stack:
+        for thing in sorted(things & MACHINE_LOCKS.keys()):
+            path = MACHINE_LOCKS[thing]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = stack.enter_context(open(path, "a+", encoding="utf-8"))
+            deadline, said = time.monotonic() + limit, False
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    fh.seek(0)
+                    holder = fh.read().strip() or "unknown"
+                    if time.monotonic() >= deadline:
+                        raise StepTimeout(f"{thing}: {path} still held after {limit:.0f} s (by {holder})") from None
+                    if not said:
+                        _say(f"{getattr(_LOCAL, 'prefix', '')}waiting for {thing} ({path}, held by {holder})\n")
+                        said = True
+                    time.sleep(MACHINE_LOCK_POLL_S)
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}: molecule scenario {name}\n")
+            fh.flush()
+            stack.callback(_release, fh)
+        yield
+
+
+def _release(fh) -> None:
+    fh.seek(0)
+    fh.truncate()
+    fh.flush()
+    fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def run_all(
@@ -296,7 +360,9 @@ def run_all(
     jobs: int,
     run: Callable[[str], dict],
     shares_of: Callable[[str], set[str]] = shares,
+    *,
     busy_elsewhere: Callable[[set[str]], bool] = busy_on_this_machine,
+    hold: Callable[[str, set[str]], ContextManager] = machine_locks,
 ) -> list[dict]:
     """Run `names` with `run`, at most `jobs` at a time, never two that share a thing at once, in the
     given order as far as that allows. A scenario whose shared thing another program on the machine
@@ -325,7 +391,8 @@ def run_all(
                 busy.update(uses[name])
             _LOCAL.prefix = f"[{name}] " if jobs > 1 else ""
             try:
-                results[name] = run(name)
+                with hold(name, uses[name]):
+                    results[name] = run(name)
             except Exception as exc:  # a bug in the runner must not leave the other lane waiting forever
                 results[name] = {"scenario": name, "ok": False, "failed_step": f"runner error: {exc!r}"}
             with cond:

@@ -5,6 +5,7 @@ interruption)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -190,7 +191,11 @@ def test_a_scenario_whose_thing_is_busy_elsewhere_waits_while_another_can_run():
     fake = Lanes(seconds)
     # The integration tests' node bed runs until both lanes are busy, then stops.
     results = run_all(
-        list(seconds), 2, fake, lambda n: uses.get(n, set()), lambda things: bool(things) and len(fake.started) < 2
+        list(seconds),
+        2,
+        fake,
+        lambda n: uses.get(n, set()),
+        busy_elsewhere=lambda things: bool(things) and len(fake.started) < 2,
     )
     assert all(r["ok"] for r in results)
     assert fake.started[:2] == ["a", "b"], "the node scenario went first although the bed was busy"
@@ -199,11 +204,38 @@ def test_a_scenario_whose_thing_is_busy_elsewhere_waits_while_another_can_run():
 
 def test_a_scenario_busy_elsewhere_starts_when_nothing_else_can():
     fake = Lanes({"node": 0.01})
-    results = run_all(["node"], 2, fake, lambda n: {"k8s-node-testbed"}, lambda things: True)
+    results = run_all(["node"], 2, fake, lambda n: {"k8s-node-testbed"}, busy_elsewhere=lambda things: True)
     assert results[0]["ok"] and fake.started == ["node"]  # its create step waits for the bed itself
 
 
 def test_the_test_bed_scenarios_share_it_and_others_share_nothing():
     assert shares("keda") == shares("fleet") == {"k8s-testbed"}
     assert shares("agent_jobs") == {"k8s-testbed", "k8s-node-testbed"}
+    assert shares("agent_image") == {"agent-image-buildcache"}
+
+
+def test_a_machine_lock_held_elsewhere_is_busy_and_waited_for(tmp_path, monkeypatch):
+    lock = tmp_path / "e2e" / ".agent.lock"
+    monkeypatch.setitem(molecule_scenario.MACHINE_LOCKS, "agent-image-buildcache", lock)
+    monkeypatch.setattr(molecule_scenario, "MACHINE_LOCK_POLL_S", 0.02)
+    assert not molecule_scenario.busy_on_this_machine({"agent-image-buildcache"})
+    lock.parent.mkdir()
+    holder = subprocess.Popen(
+        ["flock", str(lock), "sh", "-c", f"echo 'pid 1: building agent' > {lock}; sleep 1"],
+    )
+    deadline = time.monotonic() + 10
+    while "building agent" not in (lock.read_text() if lock.exists() else ""):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert molecule_scenario.busy_on_this_machine({"agent-image-buildcache"})
+    assert not molecule_scenario.busy_on_this_machine({"k8s-testbed"})
+    with pytest.raises(molecule_scenario.StepTimeout, match=r"still held after 0 s \(by pid 1: building agent\)"):
+        with molecule_scenario.machine_locks("agent_image", {"agent-image-buildcache"}, timeout=0.1):
+            pass
+    t0 = time.monotonic()
+    with molecule_scenario.machine_locks("agent_image", {"agent-image-buildcache"}, timeout=10):
+        assert time.monotonic() - t0 > 0.1, "the lock was taken while the other holder had it"
+        assert "molecule scenario agent_image" in lock.read_text()
+    holder.wait()
+    assert lock.read_text() == ""
     assert shares("site_fresh_node") == set()
