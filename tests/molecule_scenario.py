@@ -54,6 +54,9 @@ ROOT = Path(__file__).resolve().parent.parent
 STEP_TIMEOUT_S = int(os.environ.get("MOLECULE_STEP_TIMEOUT", "2700"))
 VENV_BIN = ROOT / ".venv" / "bin"
 TIMINGS = ROOT / ".cache" / "molecule-timings.jsonl"
+# The same records for the machine, so that a fresh clone (CI's) orders its scenarios by what this
+# machine measured before rather than by name; --cold fresh-clone checks remove it with the rest.
+MACHINE_TIMINGS = Path(os.environ.get("MOLECULE_MACHINE_TIMINGS", "/var/cache/raibid-molecule/timings.jsonl"))
 # Set when the run is interrupted (SIGINT): scenarios still running record it, none starts after it.
 INTERRUPTED = threading.Event()
 _LOCAL = threading.local()  # .prefix: "[scenario] " on each output line when scenarios run side by side
@@ -230,9 +233,15 @@ def run_scenario(name: str) -> dict:
             record.setdefault("failed_step", "destroy timed out")
             record["reason"] = f"{record.get('reason', '')} {exc}".strip()
         record["total_s"] = round(time.monotonic() - started, 1)
-        TIMINGS.parent.mkdir(parents=True, exist_ok=True)
-        with _OUT_LOCK, TIMINGS.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({**record, "at": time.time(), "jobs": getattr(_LOCAL, "jobs", 1)}) + "\n")
+        line = json.dumps({**record, "at": time.time(), "jobs": getattr(_LOCAL, "jobs", 1)}) + "\n"
+        with _OUT_LOCK:
+            for path in (TIMINGS, MACHINE_TIMINGS):
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    with path.open("a", encoding="utf-8") as fh:
+                        fh.write(line)
+                except OSError as exc:  # the machine's copy only orders later runs
+                    _say(f"could not record the timing in {path}: {exc}\n")
 
 
 def hardware_skips(names: list[str]) -> list[dict]:
@@ -273,19 +282,24 @@ def shares(name: str) -> set[str]:
     return set(re.findall(r"^# shares: *(\S+)", text, re.MULTILINE))
 
 
-def longest_first(names: list[str], timings: Path = TIMINGS) -> list[str]:
+def longest_first(
+    names: list[str], timings: Path | None = None, machine: Path | None = None, last: frozenset[str] = frozenset()
+) -> list[str]:
     """`names` ordered by each scenario's last successful total time, longest first, so that the
-    lanes end close together; a scenario without a record (a new clone) comes first, in name order."""
-    last: dict[str, float] = {}
-    if timings.exists():
-        for line in timings.read_text(encoding="utf-8").splitlines():
+    lanes end close together: this checkout's records, else the machine's (a fresh clone). A scenario
+    without a record (a new machine) comes first, in name order; those in `last` come after all others."""
+    recorded: dict[str, float] = {}
+    for path in (MACHINE_TIMINGS if machine is None else machine, TIMINGS if timings is None else timings):
+        if not path.exists():
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 rec = json.loads(line)
             except ValueError:
                 continue
             if rec.get("ok") and "total_s" in rec:
-                last[rec["scenario"]] = float(rec["total_s"])
-    return sorted(names, key=lambda n: -last.get(n, float("inf")))
+                recorded[rec["scenario"]] = float(rec["total_s"])
+    return sorted(names, key=lambda n: (n in last, -recorded.get(n, float("inf"))))
 
 
 # Shared things that other programs on the machine take by a lock file: the agent image's cargo tools
@@ -433,7 +447,11 @@ def main() -> int:
         print(f"MOLECULE_JOBS must be a whole number >= 1, got {os.environ['MOLECULE_JOBS']!r}", file=sys.stderr)
         return 2
     print(f"molecule: {len(names)} scenario(s), {jobs} at a time", flush=True)
-    by_name = {r["scenario"]: r for r in run_all(longest_first(names), jobs, run_scenario)}
+    # Beside the integration tests (make test), the scenarios that need the machine's one node test bed go
+    # last: the integration tests hold it for their first minutes.
+    beside = os.environ.get("MOLECULE_BESIDE_INTEGRATION") == "1"
+    last = frozenset(n for n in names if beside and "k8s-node-testbed" in shares(n))
+    by_name = {r["scenario"]: r for r in run_all(longest_first(names, last=last), jobs, run_scenario)}
     results = [by_name[name] for name in names]
     if not sys.argv[1:]:
         results += hardware_skips(names)

@@ -10,12 +10,13 @@
 # since CI keeps only the end of the output.
 #
 # Parts run beside `integration` in chains (SUITE_BESIDE; chains separated by "|", the parts of a chain
-# one after another), default "lint unit agent sanity release-check | images molecule": the short
-# CPU-bound parts in one chain, the node images and Molecule in another. Integration and Molecule each
+# one after another), by default tests/suite_report.py's BESIDE_CHAINS, "lint unit agent sanity
+# release-check | images molecule": the short CPU-bound parts in one chain, the node images and Molecule
+# in another. Integration and Molecule each
 # spend long stretches waiting on containers, Pods and the Kubernetes test bed, which the other fills;
 # the one node test bed per machine is taken in turn (tests/integration/k8s_testbed.py,
-# node_testbed_turn; the Molecule runner starts agent_jobs when the bed is free). Their output is
-# printed when integration ends. SUITE_BESIDE="" runs every part in turn.
+# node_testbed_turn; the Molecule runner, told by MOLECULE_BESIDE_INTEGRATION=1, runs agent_jobs last).
+# Their output is printed when integration ends. SUITE_BESIDE="" runs every part in turn.
 #
 # A deadline bounds the whole run, so that a part that hangs is stopped and the table still printed:
 # SUITE_DEADLINE_EPOCH (seconds since the epoch; .ci/run sets it from CI's own limit) or
@@ -25,7 +26,6 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 parts=${SUITE_PARTS:-"lint unit agent sanity release-check integration images molecule"}
-beside=${SUITE_BESIDE-"lint unit agent sanity release-check | images molecule"}
 logs=.cache/suite
 mkdir -p "$logs"
 grace=${SUITE_KILL_GRACE:-180}
@@ -41,6 +41,7 @@ else
   make --no-print-directory setup || exit 1
   make_opts=(-o setup)
 fi
+beside=${SUITE_BESIDE-$(.venv/bin/python tests/suite_report.py beside)}
 
 for part in $parts; do rm -f "$logs/$part.row" "$logs/$part.time" "$logs/$part.why"; done
 
@@ -103,7 +104,7 @@ for part in "${main[@]}"; do
     echo "================ integration (beside it:$(printf ' [%s ]' "${chains[@]}"); their output follows it) ================"
     side_pids=()
     for chain in "${chains[@]}"; do
-      (for p in $chain; do run_part "$p" quiet; done) &
+      (export MOLECULE_BESIDE_INTEGRATION=1; for p in $chain; do run_part "$p" quiet; done) &
       side_pids+=($!)
     done
     run_part integration

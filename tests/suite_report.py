@@ -6,6 +6,8 @@ Used by tests/run-suite.sh (the table), tests/conftest.py (pytest's skips) and
 tests/molecule_scenario.py (hardware-only scenarios).
 
 Usage: suite_report.py counts LOG                  one line: "252 passed, 0 failed, 1 skipped"
+       suite_report.py beside                      the parts run beside integration (BESIDE_CHAINS), as
+                                                   tests/run-suite.sh's SUITE_BESIDE default
        suite_report.py budget PART=SECONDS ...     the budget lines (cold when node images were built:
                                                    SUITE_COLD=1, or .cache/suite/*.log say so)
 """
@@ -30,6 +32,13 @@ ALLOWED_SKIPS = Path(__file__).resolve().parent / "allowed-skips.yml"
 # build, no BuildKit cache). Shares in seconds per part; `setup` is .ci/run's `make setup`.
 WARM_BAR_S = 35 * 60
 COLD_BAR_S = 75 * 60
+# The parts `make test` runs beside integration (tests/run-suite.sh), in chains: the parts of a chain one
+# after another, the chains and integration side by side. The budget's bar holds setup plus the
+# longest lane (integration, or a chain), so the shares of the parts in one lane add up within it.
+BESIDE_CHAINS: tuple[tuple[str, ...], ...] = (
+    ("lint", "unit", "agent", "sanity", "release-check"),
+    ("images", "molecule"),
+)
 SHARES: dict[str, tuple[int, int]] = {  # part: (warm share, cold share); measured 2026-12-01, docs/testbed.md
     "setup": (75, 90),
     "lint": (40, 45),
@@ -122,6 +131,9 @@ def _was_cold(log_dir: Path) -> bool:
 def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "counts":
         print(counts_line(Path(argv[1]).read_text(errors="replace")))
+        return 0
+    if argv == ["beside"]:
+        print(" | ".join(" ".join(chain) for chain in BESIDE_CHAINS))
         return 0
     if argv and argv[0] == "budget":
         times = {}

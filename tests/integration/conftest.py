@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 from k8s_testbed import (
+    STOP_TIMEOUT_S,
     K8sTestBed,
     TestBedError,
     record_timing,
@@ -39,6 +40,7 @@ from k8s_testbed import (
 )
 from support import CommandTimeout, KedaCrdError, ansible_env, keda_crd, play_recap, run_bounded
 from xdist.scheduler import LoadScopeScheduling
+from xdist.workermanage import NodeManager
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -123,9 +125,9 @@ def role_play(directory: Path, role: str) -> Path:
 # and the machine's one node bed (kubelet, containerd, CNI bridge) never twice; every other test (mostly
 # ansible-playbook runs that use the CPU) goes to whichever worker is free, beside the beds' tests,
 # which mostly wait on the API server and Pods. By module, not by xdist's `xdist_group` mark: with
-# pytest 9 xdist's loadgroup cannot rename node ids (it sets `_nodeid`, which pytest 9 no longer reads),
-# so the groups would be ignored. A module that starts using a bed without being listed here fails
-# collection, naming it.
+# pytest 9.2 xdist 3.8's loadgroup cannot rename node ids (it sets `_nodeid`, which pytest 9.2 no longer
+# reads), so the groups are silently ignored (pytest-dev/pytest-xdist#1386, fix open in #1388). A
+# module that starts using a bed without being listed here fails collection, naming it.
 BED_FIXTURES = {
     "k8s_node_testbed": "k8s-node-testbed",
     "k8s_testbed": "k8s-control-plane-testbed",
@@ -172,15 +174,33 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError("\n".join(problems))
 
 
-def pytest_xdist_make_scheduler(config, log):
+class BedScheduling(LoadScopeScheduling):
     """xdist's load-by-scope scheduler with a scope per bed (BED_MODULES) and one per other test; the
-    largest scopes (the beds') are handed out first."""
+    largest scopes (the beds') are handed out first. The worker that runs the node bed's tests gets
+    nothing else and stops when they are done, so that its session ends and the machine's one node bed
+    stops then, not when the last integration test ends: the Molecule scenario that needs the node bed
+    (agent_jobs) runs beside the integration tests (make test)."""
 
-    class BedScheduling(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return bed_group(nodeid) or nodeid
+    def _split_scope(self, nodeid: str) -> str:
+        return bed_group(nodeid) or nodeid
 
+    def _reschedule(self, node) -> None:
+        work = self.assigned_work.get(node, {})
+        if len(self.nodes) > 1 and BED_FIXTURES["k8s_node_testbed"] in work:
+            if not node.shutting_down and not self._pending_of(work):
+                node.shutdown()
+            return
+        super()._reschedule(node)
+
+
+def pytest_xdist_make_scheduler(config, log):
     return BedScheduling(config, log)
+
+
+# On Ctrl-C (or the suite deadline's SIGINT) each worker stops its test beds in its session teardown;
+# xdist gives a worker 10 s to exit before it kills it, which cut stop.sh short and left the node bed's
+# bridge and cgroups behind (seen). Give them what stop.sh may take, inside run-suite.sh's 180 s grace.
+NodeManager.EXIT_TIMEOUT = STOP_TIMEOUT_S - 10
 
 
 @pytest.fixture

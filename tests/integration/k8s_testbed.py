@@ -279,6 +279,7 @@ def node_testbed_turn(report: Report = _stderr, timeout: float | None = None, po
             if _try_flock(lock):
                 other = running_node_testbed()
                 if other is None:
+                    _clean_up_stopped_node_testbed(report)
                     try:
                         yield
                     finally:
@@ -315,6 +316,21 @@ def _node_lock(timeout: float):
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _clean_up_stopped_node_testbed(report: Report) -> None:
+    """A node bed whose daemons are all gone but whose owner file and state remain was killed before
+    stop.sh could clean up (a run interrupted harder than its teardown allows): run stop.sh on it now,
+    so that its bridge and cgroups do not refuse this start. Only a state directory of these test beds
+    (it has a pids file) is touched; anything else is left to start.sh's refusal."""
+    try:
+        state = Path(NODE_OWNER.read_text(encoding="utf-8").strip())
+    except OSError:
+        return
+    if not (state / "pids").is_file():
+        return
+    report(f"[k8s-testbed] the node test bed in {state} was not stopped (its daemons are gone): stopping it")
+    stop_testbed(state, remove=True, locked=True)
 
 
 def _try_flock(lock) -> bool:
@@ -450,11 +466,12 @@ def load_testbed(state: Path) -> K8sTestBed:
     return bed
 
 
-def stop_testbed(state: Path, remove: bool = True) -> float:
+def stop_testbed(state: Path, remove: bool = True, locked: bool = False) -> float:
     """stop.sh STATE (by PID, bounded); removes the state directory unless `remove` is false or the
-    stop did not finish. Returns the seconds it took."""
+    stop did not finish. A node bed is stopped under the node-bed lock (`locked`: the caller holds it).
+    Returns the seconds it took."""
     t0 = time.monotonic()
-    node = (state / "node").is_dir()  # node.sh's part of the state
+    node = (state / "node").is_dir() and not locked  # node.sh's part of the state
     try:
         with _node_lock(STOP_TIMEOUT_S) if node else contextlib.nullcontext():
             subprocess.run([str(TESTBED / "stop.sh"), str(state)], timeout=STOP_TIMEOUT_S, check=False)

@@ -181,8 +181,21 @@ def test_longest_first_by_the_last_successful_run(tmp_path):
         {"scenario": "mid", "ok": True, "total_s": 120},  # the last success counts
     ]
     timings.write_text("\n".join(json.dumps(r) for r in rows) + "\nnot json\n")
-    assert longest_first(["mid", "new", "short", "long"], timings) == ["new", "long", "mid", "short"]
-    assert longest_first(["b", "a"], tmp_path / "none.jsonl") == ["b", "a"]
+    none = tmp_path / "none.jsonl"
+    assert longest_first(["mid", "new", "short", "long"], timings, none) == ["new", "long", "mid", "short"]
+    assert longest_first(["b", "a"], none, none) == ["b", "a"]
+
+
+def test_a_fresh_clone_orders_by_the_machines_records_and_puts_last_ones_last(tmp_path):
+    machine = tmp_path / "machine.jsonl"
+    machine.write_text(
+        "\n".join(json.dumps({"scenario": n, "ok": True, "total_s": t}) for n, t in (("a", 10), ("b", 30), ("c", 20)))
+    )
+    checkout = tmp_path / "checkout.jsonl"
+    assert longest_first(["a", "b", "c"], checkout, machine) == ["b", "c", "a"]
+    checkout.write_text(json.dumps({"scenario": "a", "ok": True, "total_s": 99}))  # this checkout's own record wins
+    assert longest_first(["a", "b", "c"], checkout, machine) == ["a", "b", "c"]
+    assert longest_first(["a", "b", "c"], checkout, machine, last=frozenset({"a"})) == ["b", "c", "a"]
 
 
 def test_a_scenario_whose_thing_is_busy_elsewhere_waits_while_another_can_run():

@@ -51,18 +51,29 @@ def test_no_owner_means_free(machine):
         pass
 
 
-def test_a_bed_whose_kubelet_died_is_not_waited_for(machine):
+def test_a_bed_whose_daemons_died_is_not_waited_for_but_stopped(machine, monkeypatch):
     proc = machine("stale")
     proc.kill()
     proc.wait()
-    assert k8s_testbed.running_node_testbed() is None  # start.sh then refuses it by its state dir
+    assert k8s_testbed.running_node_testbed() is None
+    stopped: list[tuple[str, bool]] = []
+    monkeypatch.setattr(k8s_testbed, "stop_testbed", lambda state, remove, locked: stopped.append((state.name, locked)))
+    said: list[str] = []
+    with k8s_testbed.node_testbed_turn(said.append, timeout=1, poll=0.05):
+        assert stopped == [("stale", True)], "stop.sh did not clean up the killed bed before the start"
+    assert "was not stopped" in said[0]
 
 
 def test_the_turn_comes_when_the_running_bed_stops(machine):
     proc = machine("first")
     assert k8s_testbed.running_node_testbed().endswith("/first")
     said: list[str] = []
-    threading.Timer(0.3, proc.kill).start()
+
+    def stop() -> None:  # what stop.sh does, as far as the turn can see: the daemons and the owner file go
+        proc.kill()
+        k8s_testbed.NODE_OWNER.unlink()
+
+    threading.Timer(0.3, stop).start()
     t0 = time.monotonic()
     with k8s_testbed.node_testbed_turn(said.append, timeout=10, poll=0.05):
         waited = time.monotonic() - t0

@@ -106,8 +106,18 @@ def test_budget_total_is_the_wall_time_when_parts_ran_side_by_side(monkeypatch, 
 
 
 def test_the_shares_fit_their_bars():
-    assert sum(w for w, _c in suite_report.SHARES.values()) <= suite_report.WARM_BAR_S
-    assert sum(c for _w, c in suite_report.SHARES.values()) <= suite_report.COLD_BAR_S
+    """setup, then integration beside each chain of BESIDE_CHAINS: the longest lane is the run."""
+    lanes = [("integration",), *suite_report.BESIDE_CHAINS]
+    assert sorted(p for lane in lanes for p in lane) == sorted(set(suite_report.SHARES) - {"setup"})
+    for which, bar in ((0, suite_report.WARM_BAR_S), (1, suite_report.COLD_BAR_S)):
+        longest = max(sum(suite_report.SHARES[p][which] for p in lane) for lane in lanes)
+        assert suite_report.SHARES["setup"][which] + longest <= bar
+
+
+def test_run_suite_takes_its_chains_from_here():
+    text = (Path(suite_report.__file__).parent / "run-suite.sh").read_text(encoding="utf-8")
+    assert "beside=${SUITE_BESIDE-$(.venv/bin/python tests/suite_report.py beside)}" in text
+    assert suite_report.main(["beside"]) == 0
 
 
 def test_a_hardware_scenario_is_reported_skipped_with_the_lists_reason(monkeypatch):
