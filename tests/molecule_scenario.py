@@ -16,8 +16,11 @@ before every command, which raced between lanes (seen: exit 250) and left a copy
 checkout. 1 runs them in turn.
 Scenarios whose molecule.yml has a line
 `# shares: <thing>` (e.g. the one Kubernetes test bed a machine can run) never run at the same time
-as another naming the same thing. The longest scenarios (by the last recorded timings) start first;
-with MOLECULE_JOBS>1 each output line is prefixed with `[scenario]`.
+as another naming the same thing, nor while another program on the machine holds it (the node test
+bed, the agent image's build lock: busy_on_this_machine, machine_locks). The longest scenarios (by the
+last recorded timings, this checkout's or the machine's) start first; with MOLECULE_BESIDE_INTEGRATION=1
+those that need the node test bed go last. With MOLECULE_JOBS>1 each output line is prefixed with
+`[scenario]`.
 Every molecule command is bounded: MOLECULE_STEP_TIMEOUT seconds (default 2700: a cold agent_image
 test takes ~22 min here, CI machines have been 2.5x slower); on expiry the command is interrupted,
 the scenario fails naming the step that hung, and its nodes are destroyed.

@@ -11,12 +11,12 @@
 #
 # Parts run beside `integration` in chains (SUITE_BESIDE; chains separated by "|", the parts of a chain
 # one after another), by default tests/suite_report.py's BESIDE_CHAINS, "lint unit agent sanity
-# release-check | images molecule": the short CPU-bound parts in one chain, the node images and Molecule
-# in another. Integration and Molecule each
-# spend long stretches waiting on containers, Pods and the Kubernetes test bed, which the other fills;
-# the one node test bed per machine is taken in turn (tests/integration/k8s_testbed.py,
-# node_testbed_turn; the Molecule runner, told by MOLECULE_BESIDE_INTEGRATION=1, runs agent_jobs last).
-# Their output is printed when integration ends. SUITE_BESIDE="" runs every part in turn.
+# release-check": the short CPU-bound parts, in the time the integration tests wait on containers, Pods
+# and the Kubernetes test bed. SUITE_BESIDE="lint unit agent sanity release-check | images molecule"
+# also runs Molecule beside them: the one node test bed per machine is then taken in turn
+# (tests/integration/k8s_testbed.py, node_testbed_turn; the Molecule runner, told by
+# MOLECULE_BESIDE_INTEGRATION=1, runs agent_jobs last). Their output is printed when integration ends.
+# SUITE_BESIDE="" runs every part in turn.
 #
 # A deadline bounds the whole run, so that a part that hangs is stopped and the table still printed:
 # SUITE_DEADLINE_EPOCH (seconds since the epoch; .ci/run sets it from CI's own limit) or
