@@ -3,6 +3,9 @@ and the real services the tests start (k8s_testbed.py holds what starts and stop
 
 `run_role` runs a role of the collection on localhost in check mode (so a validation gap can
 never change the build machine) and returns the recap and output, for bad-input tests.
+`role_refusals(role, CASES)` makes a module's `refusals` fixture: every case of the module in one
+ansible-playbook run, one inventory host per case (run_role_batch), so ~150 cases cost a dozen
+ansible-playbook start-ups instead of ~150.
 
 Fixtures of services, one instance per pytest process however many modules use it, stopped at the
 end of the session:
@@ -110,14 +113,126 @@ def run_playbook(
     return PlaybookRun(proc.returncode, out, counts.get("ok", 0), counts.get("changed", 0), counts.get("failed", 0))
 
 
-def role_play(directory: Path, role: str) -> Path:
-    """A playbook in `directory` that runs raibid.dgx_spark.<role> on localhost."""
+def role_play(directory: Path, role: str, hosts: str = "localhost") -> Path:
+    """A playbook in `directory` that runs raibid.dgx_spark.<role> on `hosts` (localhost)."""
     play = directory / f"{role}.yml"
     play.write_text(
-        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        f"- hosts: {hosts}\n  gather_facts: false\n  tasks:\n"
         f"    - ansible.builtin.include_role:\n        name: raibid.dgx_spark.{role}\n"
     )
     return play
+
+
+# --- Many bad-input cases in one run --------------------------------------------------------------
+# One ansible-playbook start-up (Python, the collection loader, the role's argument specs) costs about a
+# CPU-second; the role's validation of one case costs a few hundredths. So each bad-input module runs all
+# its cases in one playbook: one inventory host per case (local connection, this machine), the case's
+# settings as that host's variables, as an inventory or group_vars gives them to the role. Hosts fail
+# independently, so each case still gets its own failed task, message, recap and "nothing changed".
+BATCH_MODULE_SUFFIX = "_bad_input.py"
+
+
+def _result_lines(host: str, task: str, result: dict) -> list[str]:
+    """A task's result for one host, in the default callback's shape (what PlaybookRun parses), with the
+    message also as plain text (the default callback's error line prints it unescaped)."""
+    if result.get("failed"):
+        status = f"fatal: [{host}]: FAILED! => "
+    elif result.get("skipped"):
+        status = f"skipping: [{host}] => "
+    else:
+        status = f"{'changed' if result.get('changed') else 'ok'}: [{host}] => "
+    lines = [f"TASK [{task}]", status + json.dumps(result, sort_keys=True, default=str)]
+    for key in ("msg", "stdout", "stderr"):
+        if isinstance(result.get(key), str) and result[key]:
+            lines.append(result[key])
+    return lines
+
+
+def split_batch_output(data: dict, hosts: list[str]) -> dict[str, PlaybookRun]:
+    """ansible.posix.json's document -> {host: PlaybookRun of that host alone}: its tasks' results in
+    order, its recap counts, rc 2 when the host failed or was unreachable (ansible-playbook's rc)."""
+    lines: dict[str, list[str]] = {host: [] for host in hosts}
+    for play in data.get("plays", []):
+        for task in play.get("tasks", []):
+            name = task.get("task", {}).get("name", "")
+            for host, result in task.get("hosts", {}).items():
+                if host in lines:
+                    lines[host] += _result_lines(host, name, result)
+    runs = {}
+    for host in hosts:
+        stats = data.get("stats", {}).get(host)
+        if stats is None:
+            raise AssertionError(f"ansible-playbook gave no recap for host {host}:\n{json.dumps(data)[-4000:]}")
+        failed = stats.get("failures", 0) + stats.get("unreachable", 0)
+        runs[host] = PlaybookRun(
+            2 if failed else 0, "\n".join(lines[host]), stats.get("ok", 0), stats.get("changed", 0), failed
+        )
+    return runs
+
+
+@dataclass
+class RoleBatch:
+    """The cases of one run_role_batch: `runs[case id]` and the whole run's stdout and stderr."""
+
+    runs: dict[str, PlaybookRun]
+    output: str
+
+    def __getitem__(self, case: str) -> PlaybookRun:
+        return self.runs[case]
+
+
+def run_role_batch(
+    directory: Path, role: str, cases: dict[str, dict], timeout: float = PLAYBOOK_TIMEOUT_S
+) -> RoleBatch:
+    """raibid.dgx_spark.<role> in check mode, once, for every case: {case id: settings}. A case id is
+    its host's inventory name (pytest ids: letters, digits, dots, dashes)."""
+    hosts = {}
+    for case, settings in cases.items():
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", case):
+            raise ValueError(f"case id {case!r}: an inventory host name needs [a-z0-9.-]")
+        hosts[case] = {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": str(VENV_BIN / "python"),
+            **settings,
+        }
+    inventory = directory / "cases.yml"
+    inventory.write_text(json.dumps({"all": {"hosts": hosts}}, indent=1))  # JSON is YAML; types kept
+    cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(role_play(directory, role, "all")), "--check"]
+    env = {
+        **ansible_env(),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+        "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.json",  # not profile_tasks: it prints into stdout
+        "ANSIBLE_FORKS": str(min(len(hosts), 10)),
+    }
+    try:
+        proc = run_bounded(cmd, timeout, f"ansible-playbook {role} with {len(hosts)} cases", cwd=ROOT, env=env)
+    except CommandTimeout as exc:
+        pytest.fail(str(exc), pytrace=False)
+    start = proc.stdout.find("{")
+    try:
+        data = json.loads(proc.stdout[start:]) if start >= 0 else None
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        pytest.fail(
+            f"ansible-playbook {role} (rc {proc.returncode}) printed no JSON document:\n"
+            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}",
+            pytrace=False,
+        )
+    return RoleBatch(split_batch_output(data, list(hosts)), proc.stdout + proc.stderr)
+
+
+def role_refusals(role: str, cases: list, common: dict | None = None):
+    """A module-scoped fixture `refusals` for a bad-input module: run_role_batch over `cases` (pytest.param
+    with the role's settings first and an id), each merged over `common`. A test reads its case as
+    `refusals[request.node.callspec.id]`."""
+
+    @pytest.fixture(scope="module", name="refusals")
+    def refusals(tmp_path_factory) -> RoleBatch:
+        settings = {case.id: {**(common or {}), **case.values[0]} for case in cases}
+        return run_role_batch(tmp_path_factory.mktemp(f"{role}-cases"), role, settings)
+
+    return refusals
 
 
 # --- Running side by side (pytest-xdist; `make integration` runs INTEGRATION_JOBS workers) -----------
@@ -168,21 +283,35 @@ def bed_problems(items: list[tuple[str, list[str]]]) -> list[str]:
     return problems
 
 
+def batch_problems(items: list[tuple[str, list[str]]]) -> list[str]:
+    """Tests that read a `refusals` batch outside a *_bad_input.py module: the scheduler keeps only those
+    modules on one worker, so each other worker would run the whole batch again."""
+    return [
+        f"{nodeid} uses a refusals batch (role_refusals) but its module's name does not end in "
+        f"{BATCH_MODULE_SUFFIX}, which keeps a module's cases on one pytest-xdist worker"
+        for nodeid, fixtures in items
+        if "refusals" in fixtures and not nodeid.split("::", 1)[0].endswith(BATCH_MODULE_SUFFIX)
+    ]
+
+
 def pytest_collection_modifyitems(config, items):
-    problems = bed_problems([(item.nodeid, list(getattr(item, "fixturenames", ()))) for item in items])
+    pairs = [(item.nodeid, list(getattr(item, "fixturenames", ()))) for item in items]
+    problems = bed_problems(pairs) + batch_problems(pairs)
     if problems:
         raise pytest.UsageError("\n".join(problems))
 
 
 class BedScheduling(LoadScopeScheduling):
-    """xdist's load-by-scope scheduler with a scope per bed (BED_MODULES) and one per other test; the
+    """xdist's load-by-scope scheduler with a scope per bed (BED_MODULES), one per bad-input module (its
+    cases run as one batch, role_refusals) and one per other test; the
     largest scopes (the beds') are handed out first. The worker that runs the node bed's tests gets
     nothing else and stops when they are done, so that its session ends and the machine's one node bed
     stops then, not when the last integration test ends: the Molecule scenario that needs the node bed
     (agent_jobs) runs beside the integration tests (make test)."""
 
     def _split_scope(self, nodeid: str) -> str:
-        return bed_group(nodeid) or nodeid
+        module = nodeid.split("::", 1)[0]
+        return bed_group(nodeid) or (module if module.endswith(BATCH_MODULE_SUFFIX) else nodeid)
 
     def _reschedule(self, node) -> None:
         work = self.assigned_work.get(node, {})

@@ -7,6 +7,7 @@ validation phase (argument specs or a "Validate ..." task).
 from __future__ import annotations
 
 import pytest
+from conftest import role_refusals
 
 CASES = [
     pytest.param(
@@ -92,7 +93,9 @@ CASES = [
 ]
 
 
+refusals = role_refusals("agent_image", CASES)
+
+
 @pytest.mark.parametrize(("role_vars", "expected"), CASES)
-def test_agent_image_refuses_bad_input(run_role, role_vars, expected):
-    result = run_role("agent_image", role_vars)
-    result.assert_refused(expected)
+def test_agent_image_refuses_bad_input(refusals, request, role_vars, expected):
+    refusals[request.node.callspec.id].assert_refused(expected)

@@ -8,6 +8,7 @@ kubeconfig), so each case also proves the refusal happened in the validation pha
 from __future__ import annotations
 
 import pytest
+from conftest import role_refusals
 
 SECRETS = {"agent_jobs_gitea_token": "tok-from-vault", "agent_jobs_redis_password": "pw-from-vault"}
 NO_MEMORY_LIMIT = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2"}}
@@ -270,9 +271,18 @@ CASES = [
 ]
 
 
+refusals = role_refusals("agent_jobs", CASES, SECRETS)
+
+
+def test_no_case_shows_a_secret(refusals):
+    """The whole run's output (every case, warnings included) never holds a secret it was given."""
+    for secret in SECRETS.values():
+        assert secret not in refusals.output
+
+
 @pytest.mark.parametrize(("role_vars", "expected"), CASES)
-def test_agent_jobs_refuses_bad_input(run_role, role_vars, expected):
-    result = run_role("agent_jobs", {**SECRETS, **role_vars})
+def test_agent_jobs_refuses_bad_input(refusals, request, role_vars, expected):
+    result = refusals[request.node.callspec.id]
     result.assert_refused(expected)
     # Nothing past validation ran: no rendering, no certificates, no cluster call.
     for later in ("Render the agent_jobs objects", "DinD CA and leaf keys", "Read the Kubernetes server version"):

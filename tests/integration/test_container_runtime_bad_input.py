@@ -7,6 +7,7 @@ validation phase (argument specs or a "Validate ..." task), before the node is e
 from __future__ import annotations
 
 import pytest
+from conftest import role_refusals
 
 CASES = [
     pytest.param(
@@ -142,10 +143,12 @@ CASES = [
 ]
 
 
+refusals = role_refusals("container_runtime", CASES)
+
+
 @pytest.mark.parametrize(("role_vars", "expected"), CASES)
-def test_container_runtime_refuses_bad_input(run_role, role_vars, expected):
-    result = run_role("container_runtime", role_vars)
-    result.assert_refused(expected)
+def test_container_runtime_refuses_bad_input(refusals, request, role_vars, expected):
+    refusals[request.node.callspec.id].assert_refused(expected)
 
 
 def _installed(package: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import role_refusals
 
 CASES = [
     pytest.param(
@@ -26,8 +27,11 @@ CASES = [
 ]
 
 
+refusals = role_refusals("keda", CASES)
+
+
 @pytest.mark.parametrize(("role_vars", "expected"), CASES)
-def test_keda_refuses_bad_input(run_role, role_vars, expected):
-    result = run_role("keda", role_vars)
+def test_keda_refuses_bad_input(refusals, request, role_vars, expected):
+    result = refusals[request.node.callspec.id]
     result.assert_refused(expected)
     assert "Fetch release manifests from URLs" not in result.output

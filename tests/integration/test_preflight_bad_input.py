@@ -6,6 +6,7 @@ Runs the real role with ansible-playbook on this machine (Debian 12, x86_64) in 
 from __future__ import annotations
 
 import pytest
+from conftest import role_refusals
 
 CASES = [
     # The collection-wide registry settings stop the run in preflight, before container_runtime writes
@@ -135,14 +136,26 @@ CASES = [
 ]
 
 
+# This machine passes preflight with the minimums at 0: the batch's one accepted case, beside the refused
+# ones, shows that each case's result is its own (run_role_batch splits one run's output by host).
+ACCEPTED = pytest.param({"preflight_min_free_disk_gb": 0, "preflight_min_memory_mb": 0}, [], "", id="this-machine")
+refusals = role_refusals("preflight", [*CASES, ACCEPTED])
+
+
 @pytest.mark.parametrize(("role_vars", "expected", "phase"), CASES)
-def test_preflight_refuses_bad_input(run_role, role_vars, expected, phase):
-    result = run_role("preflight", role_vars)
-    result.assert_refused(expected, "validation" if phase == "validate" else "Check ")
+def test_preflight_refuses_bad_input(refusals, request, role_vars, expected, phase):
+    refusals[request.node.callspec.id].assert_refused(expected, "validation" if phase == "validate" else "Check ")
 
 
-def test_preflight_accepts_this_machine(run_role):
-    result = run_role("preflight", {"preflight_min_free_disk_gb": 0, "preflight_min_memory_mb": 0})
+def test_preflight_accepts_this_machine(refusals):
+    result = refusals["this-machine"]
     assert result.rc == 0, result.output
     assert result.failed == 0
     assert result.changed == 0
+    assert "TASK [raibid.dgx_spark.preflight : Check the node against the support matrix" in result.output
+    assert "Debian GNU/Linux 12" in result.output  # the check's message: what it found on this machine
+    # Nothing of the refused cases' runs is in this one's result, nor of this one in theirs.
+    assert "Too little memory" not in result.output
+    assert "fatal:" not in result.output
+    assert "[this-machine]" not in refusals["too-little-memory"].output
+    assert "[too-little-memory]" in refusals["too-little-memory"].output

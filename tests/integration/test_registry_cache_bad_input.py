@@ -7,6 +7,7 @@ validation phase (argument specs or a "Validate ..." task), before any package o
 from __future__ import annotations
 
 import pytest
+from conftest import role_refusals
 
 DOCKER_HUB = {"port": 5001, "remote": "https://registry-1.docker.io"}
 
@@ -150,10 +151,12 @@ CASES = [
 ]
 
 
+refusals = role_refusals("registry_cache", CASES)
+
+
 @pytest.mark.parametrize(("role_vars", "expected"), CASES)
-def test_registry_cache_refuses_bad_input(run_role, role_vars, expected):
-    result = run_role("registry_cache", role_vars)
-    result.assert_refused(expected)
+def test_registry_cache_refuses_bad_input(refusals, request, role_vars, expected):
+    refusals[request.node.callspec.id].assert_refused(expected)
 
 
 def test_registry_cache_keeps_secrets_out_of_validation_output(run_role):
