@@ -257,6 +257,10 @@ BED_MODULES = {
 }
 
 
+# The order the beds' scopes are handed out in: the node bed's tests are the run's longest chain.
+BED_ORDER = ("k8s-node-testbed", "k8s-control-plane-testbed")
+
+
 def bed_group(nodeid: str) -> str | None:
     """The worker group of a test: its module's bed (BED_MODULES), or None (any worker). With
     K8S_TESTBED_NODE=1 the control-plane fixture is the node bed, so every bed module is one group."""
@@ -304,7 +308,7 @@ def pytest_collection_modifyitems(config, items):
 class BedScheduling(LoadScopeScheduling):
     """xdist's load-by-scope scheduler with a scope per bed (BED_MODULES), one per bad-input module (its
     cases run as one batch, role_refusals) and one per other test; the
-    largest scopes (the beds') are handed out first. The worker that runs the node bed's tests gets
+    beds' scopes are handed out first (BED_ORDER), then the largest. The worker that runs the node bed's tests gets
     nothing else and stops when they are done, so that its session ends and the machine's one node bed
     stops then, not when the last integration test ends: the Molecule scenario that needs the node bed
     (agent_jobs) runs beside the integration tests (make test)."""
@@ -312,6 +316,14 @@ class BedScheduling(LoadScopeScheduling):
     def _split_scope(self, nodeid: str) -> str:
         module = nodeid.split("::", 1)[0]
         return bed_group(nodeid) or (module if module.endswith(BATCH_MODULE_SUFFIX) else nodeid)
+
+    def _assign_work_unit(self, node) -> None:
+        # The beds' scopes first, the node bed's before the control plane's (the longest chain: the
+        # run's end waits for it), whatever their size: a bad-input module has more tests than a bed.
+        for bed in BED_ORDER[::-1]:
+            if bed in self.workqueue:
+                self.workqueue.move_to_end(bed, last=False)
+        super()._assign_work_unit(node)
 
     def _reschedule(self, node) -> None:
         work = self.assigned_work.get(node, {})

@@ -7,6 +7,7 @@ splitting decisions on a hand-made ansible.posix.json document."""
 from __future__ import annotations
 
 import importlib.util
+from collections import OrderedDict
 import sys
 from pathlib import Path
 
@@ -89,3 +90,37 @@ def test_a_case_id_that_is_no_host_name_is_refused_before_any_run(tmp_path, case
     with pytest.raises(ValueError, match="inventory host name"):
         conftest.run_role_batch(tmp_path, "buildkit", {case: {}})
     assert not (tmp_path / "cases.yml").exists()
+
+
+class _Worker:
+    def __init__(self, collection: list[str]):
+        self.sent: list[list[int]] = []
+        self.collection = collection
+
+    def send_runtest_some(self, indexes: list[int]) -> None:
+        self.sent.append(indexes)
+
+
+def test_the_beds_are_handed_out_first_whatever_their_size():
+    """A bad-input module (one scope) has more tests than a bed; the beds still go first, the node bed's
+    (the run's longest chain) before the control plane's."""
+    scopes = OrderedDict(
+        [
+            ("tests/integration/test_agent_jobs_bad_input.py", {f"a{i}": False for i in range(40)}),
+            ("k8s-control-plane-testbed", {"c0": False, "c1": False}),
+            ("tests/integration/test_k8s_manifests.py::test_x", {"m0": False}),
+            ("k8s-node-testbed", {"n0": False}),
+        ]
+    )
+    collection = [nodeid for unit in scopes.values() for nodeid in unit]
+    sched = object.__new__(conftest.BedScheduling)
+    sched.workqueue, sched.assigned_work = scopes, {}
+    workers = [_Worker(collection) for _ in range(3)]
+    sched.registered_collections = {w: w.collection for w in workers}
+    for worker in workers:
+        sched._assign_work_unit(worker)
+    assert [list(sched.assigned_work[w]) for w in workers] == [
+        ["k8s-node-testbed"],
+        ["k8s-control-plane-testbed"],
+        ["tests/integration/test_agent_jobs_bad_input.py"],
+    ]
