@@ -7,8 +7,8 @@ splitting decisions on a hand-made ansible.posix.json document."""
 from __future__ import annotations
 
 import importlib.util
-from collections import OrderedDict
 import sys
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
