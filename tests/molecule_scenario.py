@@ -51,7 +51,7 @@ from k8s_testbed import running_node_testbed  # tests/integration/k8s_testbed.py
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "testbed" / "images"))
 from e2e_images import CACHE_DIR as E2E_IMAGES_CACHE  # tests/testbed/images/e2e_images.py
-from support import play_recap  # tests/support.py
+from support import LockTimeout, held_flock, play_recap  # tests/support.py
 
 ROOT = Path(__file__).resolve().parent.parent
 STEP_TIMEOUT_S = int(os.environ.get("MOLECULE_STEP_TIMEOUT", "2700"))
@@ -341,35 +341,17 @@ def machine_locks(name: str, things: set[str], timeout: float | None = None):
     with contextlib.ExitStack() as stack:
         for thing in sorted(things & MACHINE_LOCKS.keys()):
             path = MACHINE_LOCKS[thing]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fh = stack.enter_context(open(path, "a+", encoding="utf-8"))
-            deadline, said = time.monotonic() + limit, False
-            while True:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    fh.seek(0)
-                    holder = fh.read().strip() or "unknown"
-                    if time.monotonic() >= deadline:
-                        raise StepTimeout(f"{thing}: {path} still held after {limit:.0f} s (by {holder})") from None
-                    if not said:
-                        _say(f"{getattr(_LOCAL, 'prefix', '')}waiting for {thing} ({path}, held by {holder})\n")
-                        said = True
-                    time.sleep(MACHINE_LOCK_POLL_S)
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}: molecule scenario {name}\n")
-            fh.flush()
-            stack.callback(_release, fh)
+
+            def waiting(holder: str, thing: str = thing, path: Path = path) -> None:
+                _say(f"{getattr(_LOCAL, 'prefix', '')}waiting for {thing} ({path}, held by {holder})\n")
+
+            try:
+                stack.enter_context(
+                    held_flock(path, limit, f"molecule scenario {name}", waiting=waiting, poll=MACHINE_LOCK_POLL_S)
+                )
+            except LockTimeout as exc:
+                raise StepTimeout(f"{thing}: {exc}") from None
         yield
-
-
-def _release(fh) -> None:
-    fh.seek(0)
-    fh.truncate()
-    fh.flush()
-    fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def run_all(

@@ -1,6 +1,7 @@
-"""Helpers shared by the test tooling: tests/integration, tests/tooling, tests/molecule_scenario.py and
-benchmarks/bench.py. One home for each: the PLAY RECAP parser, the bounded command runner, the KEDA
-v2.20.2 CRDs (local mirror or pinned download), the busybox node image and the DGX OS release file.
+"""Helpers shared by the test tooling: tests/integration, tests/tooling, tests/molecule_scenario.py,
+tests/testbed/images/e2e_images.py and benchmarks/bench.py. One home for each: the PLAY RECAP parser, the bounded
+command runner, the machine-wide lock files (held_flock), the KEDA v2.20.2 CRDs (local mirror or pinned
+download), the busybox node image and the DGX OS release file.
 
 Imported as `support` with tests/ on sys.path: pytest puts it there for tests/conftest.py, scripts
 under tests/ have it as their own directory, benchmarks/bench.py inserts it. Standard library and
@@ -12,6 +13,8 @@ the shipped tree) cannot import it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.util
 import os
@@ -24,11 +27,65 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import ModuleType
-from typing import Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- Machine-wide locks ----------------------------------------------------------------------------
+
+
+class LockTimeout(Exception):
+    """A lock file stayed held past the wait's bound; the message names the file and its holder."""
+
+    def __init__(self, path: Path, seconds: float, holder: str):
+        self.path, self.seconds, self.holder = path, seconds, holder
+        super().__init__(f"{path} still held after {seconds:.0f} s (by {holder})")
+
+
+@contextlib.contextmanager
+def held_flock(
+    path: Path,
+    timeout: float,
+    purpose: str,
+    *,
+    waiting: Callable[[str], None] | None = None,
+    poll: float = 1.0,
+) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (made with its directory) for the `with` block, waiting at most
+    `timeout` seconds, then raising LockTimeout that names the holder. While held, the file reads
+    "pid N since HH:MM:SS: <purpose>" for whoever waits (emptied on release); `waiting(holder)` is
+    called once when the lock is busy. The lock goes with the process: a killed holder frees it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as fh:
+        deadline = time.monotonic() + timeout
+        said = False
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "unknown"
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(path, timeout, holder) from None
+                if waiting is not None and not said:
+                    waiting(holder)
+                    said = True
+                time.sleep(poll)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}: {purpose}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fh.flush()
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 # --- PLAY RECAP ------------------------------------------------------------------------------------

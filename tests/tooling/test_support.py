@@ -128,3 +128,26 @@ def test_mkimage_cli_lays_out_the_busybox_root_first(tmp_path):
     )  # fmt: skip
     _manifest, members = image_members(out)
     assert {"bin/busybox", "bin/sh", "bin/ls", "bin/cat", "etc/group"} <= set(members)
+
+
+def test_a_held_lock_names_its_holder_and_the_wait_is_bounded(tmp_path):
+    """held_flock: another process's lock is waited for at most the bound, then LockTimeout names the
+    file and what the holder wrote; the lock is taken once free, says who holds it, and is emptied."""
+    lock = tmp_path / "locks" / "agent.lock"
+    lock.parent.mkdir()
+    other = subprocess.Popen(["flock", str(lock), "sh", "-c", f"echo 'pid 1: building agent' > {lock}; sleep 1"])
+    deadline = time.monotonic() + 10
+    while "building agent" not in (lock.read_text() if lock.exists() else ""):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    waits: list[str] = []
+    try:
+        with support.held_flock(lock, 0.1, "me", waiting=waits.append, poll=0.02):
+            raise AssertionError("taken while held")
+    except support.LockTimeout as exc:
+        assert str(exc) == f"{lock} still held after 0 s (by pid 1: building agent)"
+    assert waits == ["pid 1: building agent"]
+    with support.held_flock(lock, 10, "the second build", poll=0.02):
+        assert lock.read_text().endswith(": the second build\n")
+    other.wait()
+    assert lock.read_text() == ""

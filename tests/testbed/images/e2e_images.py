@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -88,10 +87,11 @@ STEP_TIMEOUT = _timeout("STEP", 900)  # load / save / small builds
 CAPABILITIES = yaml.safe_load((ROOT / "molecule" / "_shared" / "node.yml").read_text(encoding="utf-8"))[
     "raibid_node_capabilities"
 ]
-sys.path.insert(0, str(HERE.parent))
+sys.path[:0] = [str(HERE.parent), str(HERE.parent.parent)]
 import node_cgroup  # tests/testbed/node_cgroup.py: the cgroup flags, by the host's cgroup version
+from support import LockTimeout, held_flock  # tests/support.py: the machine-wide lock files
 
-sys.path.pop(0)
+del sys.path[:2]
 
 DIND_ENTRYPOINT = """#!/bin/sh
 # Minimal stand-in for docker:dind's dockerd-entrypoint.sh: no TLS generation (the Pods bring their
@@ -331,37 +331,14 @@ def prune(name: str) -> None:
 @contextlib.contextmanager
 def locked(timeout: int, group: str, purpose: str) -> Iterator[None]:
     """One builder per image group and machine; waits at most ``timeout`` s, naming the holder if it gives up."""
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
     path = CACHE_DIR / f".{group}.lock"
-    with open(path, "a+", encoding="utf-8") as fh:
-        deadline = time.monotonic() + timeout
-        announced = False
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                fh.seek(0)
-                holder = fh.read().strip() or "unknown"
-                if time.monotonic() > deadline:
-                    raise E2EImageError(
-                        f"timed out after {timeout} s waiting for the lock {path} (held by {holder})"
-                    ) from None
-                if not announced:
-                    log(f"waiting for {path} (held by {holder})")
-                    announced = True
-                time.sleep(2)
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}: {purpose}\n")
-        fh.flush()
-        try:
+    try:
+        with held_flock(
+            path, timeout, purpose, waiting=lambda holder: log(f"waiting for {path} (held by {holder})"), poll=2
+        ):
             yield
-        finally:
-            fh.seek(0)
-            fh.truncate()
-            fh.flush()
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    except LockTimeout as exc:
+        raise E2EImageError(f"waiting for the image group's lock: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------
