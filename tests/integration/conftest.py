@@ -236,10 +236,11 @@ def role_refusals(role: str, cases: list, common: dict | None = None):
 
 
 # --- Running side by side (pytest-xdist; `make integration` runs INTEGRATION_JOBS workers) -----------
-# The modules whose tests use a test bed go to one worker per bed, so that each bed starts once per run
-# and the machine's one node bed (kubelet, containerd, CNI bridge) never twice; every other test (mostly
-# ansible-playbook runs that use the CPU) goes to whichever worker is free, beside the beds' tests,
-# which mostly wait on the API server and Pods. By module, not by xdist's `xdist_group` mark: with
+# The modules whose tests use the node bed go to one worker, so that the machine's one node bed (kubelet,
+# containerd, CNI bridge) starts once and never twice; each control-plane module goes to a worker of its
+# own, with its own control-plane bed (bed_scope); every other test (mostly ansible-playbook runs that
+# use the CPU) goes to whichever worker is free, beside the beds' tests, which wait on the API server
+# and Pods for long stretches. By module, not by xdist's `xdist_group` mark: with
 # pytest 9.2 xdist 3.8's loadgroup cannot rename node ids (it sets `_nodeid`, which pytest 9.2 no longer
 # reads), so the groups are silently ignored (pytest-dev/pytest-xdist#1386, fix open in #1388). A
 # module that starts using a bed without being listed here fails collection, naming it.
@@ -257,8 +258,26 @@ BED_MODULES = {
 }
 
 
-# The order the beds' scopes are handed out in: the node bed's tests are the run's longest chain.
-BED_ORDER = ("k8s-node-testbed", "k8s-control-plane-testbed")
+# The scopes handed out first, in this order: the node bed's (one group: one node bed per machine),
+# then each control-plane module's. A control-plane bed starts in ~20 s with little CPU, so each such
+# module gets a worker and a bed of its own: together on one worker they were the run's longest chain
+# (test_k8s_apply.py ~520 s, then test_rollout.py ~150 s, one after the other).
+def bed_scope(nodeid: str) -> str | None:
+    """The xdist scope of a bed test: the node bed's group, or the control-plane module's path; None for
+    a test that uses no bed."""
+    group = bed_group(nodeid)
+    if group is None or group == BED_FIXTURES["k8s_node_testbed"]:
+        return group
+    return nodeid.split("::", 1)[0]
+
+
+def bed_priority(scope: str) -> int | None:
+    """0 for the node bed's scope, 1 + its place in BED_MODULES for a control-plane module's; None for
+    every other scope (handed out after them, largest first)."""
+    if scope == BED_FIXTURES["k8s_node_testbed"]:
+        return 0
+    module = scope.rsplit("/", 1)[-1]
+    return 1 + list(BED_MODULES).index(module) if module in BED_MODULES and "::" not in scope else None
 
 
 def bed_group(nodeid: str) -> str | None:
@@ -306,23 +325,23 @@ def pytest_collection_modifyitems(config, items):
 
 
 class BedScheduling(LoadScopeScheduling):
-    """xdist's load-by-scope scheduler with a scope per bed (BED_MODULES), one per bad-input module (its
-    cases run as one batch, role_refusals) and one per other test; the
-    beds' scopes are handed out first (BED_ORDER), then the largest. The worker that runs the node bed's tests gets
-    nothing else and stops when they are done, so that its session ends and the machine's one node bed
-    stops then, not when the last integration test ends: the Molecule scenario that needs the node bed
-    (agent_jobs) runs beside the integration tests (make test)."""
+    """xdist's load-by-scope scheduler with a scope for the node bed's modules, one per control-plane bed
+    module (bed_scope), one per bad-input module (its cases run as one batch, role_refusals) and one per
+    other test; the beds' scopes are handed out first (bed_priority), then the largest. The worker that
+    runs the node bed's tests gets nothing else and stops when they are done, so that its session ends
+    and the machine's one node bed stops then, not when the last integration test ends (the Molecule
+    scenario that needs the node bed, agent_jobs, can then run beside the integration tests)."""
 
     def _split_scope(self, nodeid: str) -> str:
         module = nodeid.split("::", 1)[0]
-        return bed_group(nodeid) or (module if module.endswith(BATCH_MODULE_SUFFIX) else nodeid)
+        return bed_scope(nodeid) or (module if module.endswith(BATCH_MODULE_SUFFIX) else nodeid)
 
     def _assign_work_unit(self, node) -> None:
-        # The beds' scopes first, the node bed's before the control plane's (the longest chain: the
-        # run's end waits for it), whatever their size: a bad-input module has more tests than a bed.
-        for bed in BED_ORDER[::-1]:
-            if bed in self.workqueue:
-                self.workqueue.move_to_end(bed, last=False)
+        # The beds' scopes first (bed_priority: the run's end waits for their chains), whatever their
+        # size: a bad-input module has more tests than a bed's module.
+        beds = sorted((p, scope) for scope in self.workqueue if (p := bed_priority(scope)) is not None)
+        for _, scope in reversed(beds):
+            self.workqueue.move_to_end(scope, last=False)
         super()._assign_work_unit(node)
 
     def _reschedule(self, node) -> None:

@@ -102,25 +102,41 @@ class _Worker:
 
 
 def test_the_beds_are_handed_out_first_whatever_their_size():
-    """A bad-input module (one scope) has more tests than a bed; the beds still go first, the node bed's
-    (the run's longest chain) before the control plane's."""
+    """A bad-input module (one scope) has more tests than a bed's module; the beds still go first: the
+    node bed's group, then each control-plane module in BED_MODULES order, each to a worker of its own."""
+    apply, rollout = "tests/integration/test_k8s_apply.py", "tests/integration/test_rollout.py"
     scopes = OrderedDict(
         [
             ("tests/integration/test_agent_jobs_bad_input.py", {f"a{i}": False for i in range(40)}),
-            ("k8s-control-plane-testbed", {"c0": False, "c1": False}),
+            (rollout, {"r0": False}),
             ("tests/integration/test_k8s_manifests.py::test_x", {"m0": False}),
+            (apply, {"c0": False, "c1": False}),
             ("k8s-node-testbed", {"n0": False}),
         ]
     )
     collection = [nodeid for unit in scopes.values() for nodeid in unit]
     sched = object.__new__(conftest.BedScheduling)
     sched.workqueue, sched.assigned_work = scopes, {}
-    workers = [_Worker(collection) for _ in range(3)]
+    workers = [_Worker(collection) for _ in range(4)]
     sched.registered_collections = {w: w.collection for w in workers}
     for worker in workers:
         sched._assign_work_unit(worker)
     assert [list(sched.assigned_work[w]) for w in workers] == [
         ["k8s-node-testbed"],
-        ["k8s-control-plane-testbed"],
+        [apply],
+        [rollout],
         ["tests/integration/test_agent_jobs_bad_input.py"],
     ]
+
+
+def test_each_control_plane_module_is_a_scope_and_the_node_bed_one(monkeypatch):
+    monkeypatch.delenv("K8S_TESTBED_NODE", raising=False)
+    scope = conftest.BedScheduling._split_scope
+    pods = scope(None, "tests/integration/test_k8s_pods.py::test_y")
+    e2e = scope(None, "tests/integration/test_e2e_ci_job.py::test_z")
+    assert pods == e2e == "k8s-node-testbed"
+    assert scope(None, "tests/integration/test_k8s_apply.py::test_a") == "tests/integration/test_k8s_apply.py"
+    assert scope(None, "tests/integration/test_rollout.py::test_b") == "tests/integration/test_rollout.py"
+    # One test bed for the whole session: every bed module in the node bed's group.
+    monkeypatch.setenv("K8S_TESTBED_NODE", "1")
+    assert scope(None, "tests/integration/test_k8s_apply.py::test_a") == "k8s-node-testbed"
