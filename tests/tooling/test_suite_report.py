@@ -82,8 +82,9 @@ def test_counts_sum_pytest_cargo_and_molecule_lines():
 
 
 def test_budget_marks_parts_over_their_share_and_the_total_against_the_bar():
+    shares = {part: warm for part, (warm, _) in suite_report.SHARES.items()}
     warm = suite_report.budget_lines({"lint": 20, "molecule": 1500}, cold=False)
-    assert "lint 20/40s," in warm[0] and "molecule 1500/1020s OVER" in warm[0]
+    assert f"lint 20/{shares['lint']}s," in warm[0] and f"molecule 1500/{shares['molecule']}s OVER" in warm[0]
     assert warm[1].endswith("1520s of 2100s (35 min bar for a warm CI run): within")
     cold = suite_report.budget_lines({"images": 900}, cold=True, total_s=4600)
     assert "images 900/540s OVER" in cold[0]
@@ -96,9 +97,13 @@ def test_budget_total_is_the_wall_time_when_parts_ran_side_by_side(monkeypatch, 
     monkeypatch.setattr(suite_report, "ROOT", tmp_path)  # no suite logs: a warm run
     monkeypatch.delenv("SUITE_COLD", raising=False)
     monkeypatch.setenv("SUITE_CI_START_EPOCH", str(int(time.time()) - 800))
-    assert suite_report.main(["budget", "lint=100", "integration=700", "suite=710"]) == 0
+    assert suite_report.main(["budget", "lint=200", "integration=700", "suite=710"]) == 0
     parts, total = capsys.readouterr().out.splitlines()
-    assert parts.startswith("Budget, warm: part time/share: setup 90/75s OVER, lint 100/40s OVER, integration 700/")
+    shares = {part: warm for part, (warm, _) in suite_report.SHARES.items()}
+    assert parts.startswith(
+        f"Budget, warm: part time/share: setup 90/{shares['setup']}s OVER, lint 200/{shares['lint']}s OVER, "
+        f"integration 700/{shares['integration']}s"
+    )
     assert total.startswith("Budget total: 800s of 2100s")
     monkeypatch.delenv("SUITE_CI_START_EPOCH")
     assert suite_report.main(["budget", "lint=100", "integration=700", "suite=710"]) == 0
