@@ -39,7 +39,8 @@ def fleet(k8s_testbed, registry_server, tmp_path):
     namespace = prefix
     api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
 
-    def rollout(broken=(), extra=None, timeout=300):
+    def rollout(broken=(), extra=None, timeout=300, log=None):
+        """Run playbooks/rollout.yml; `log`: a file ansible also writes its output to while it runs."""
         dead = f"http://127.0.0.1:{free_port()}"
         hosts = {
             host: {
@@ -93,8 +94,11 @@ def fleet(k8s_testbed, registry_server, tmp_path):
             "-e",
             json.dumps(settings),
         ]
+        env = ansible_env()
+        if log is not None:
+            env["ANSIBLE_LOG_PATH"] = str(log)
         try:
-            proc = run_bounded(cmd, timeout, "ansible-playbook playbooks/rollout.yml", cwd=ROOT, env=ansible_env())
+            proc = run_bounded(cmd, timeout, "ansible-playbook playbooks/rollout.yml", cwd=ROOT, env=env)
         except CommandTimeout as exc:
             pytest.fail(str(exc), pytrace=False)
         return proc.returncode, proc.stdout + proc.stderr
@@ -162,7 +166,7 @@ def test_an_unhealthy_node_after_its_update_stays_cordoned_and_stops_its_batch(f
 
 
 def test_a_running_ci_pod_holds_the_rollout_and_is_never_evicted(fleet):
-    rollout, cordoned, record, api, namespace, names, _state = fleet
+    rollout, cordoned, record, api, namespace, names, state = fleet
     running_ci_pod(api, namespace, names["spark-a"])
 
     rc, out = rollout(extra={"rollout_ci_pod_timeout": 3})
@@ -175,15 +179,27 @@ def test_a_running_ci_pod_holds_the_rollout_and_is_never_evicted(fleet):
     assert pod.metadata.deletion_timestamp is None and pod.status.phase == "Running"
     assert cordoned("spark-a") and record("spark-b") is None and not cordoned("spark-b")
 
-    # The job ends while the rollout waits: the rollout goes on, drains, updates every node.
-    finisher = threading.Timer(20, set_pod_phase, (api, namespace, "ci-job", "Succeeded"))
+    # The job ends while the rollout waits: the rollout goes on, drains, updates every node. It ends once
+    # the rollout's log shows the wait retried, not after a fixed delay: on a loaded machine the rollout
+    # reached the wait after the 20 s this used to allow (seen), and the pod had ended before it looked.
+    waiting = "FAILED - RETRYING: [spark-a -> k8s-api]: Wait for the CI pods on the node to finish"
+    log, done = state.parent / "rollout-waits.log", threading.Event()
+
+    def finish_once_waited() -> None:
+        while not done.wait(0.5):
+            if log.exists() and waiting in log.read_text(encoding="utf-8", errors="replace"):
+                set_pod_phase(api, namespace, "ci-job", "Succeeded")
+                return
+
+    finisher = threading.Thread(target=finish_once_waited, daemon=True)
     finisher.start()
     try:
-        rc, out = rollout(extra={"rollout_ci_pod_timeout": 120})
+        rc, out = rollout(extra={"rollout_ci_pod_timeout": 120}, log=log)
     finally:
-        finisher.cancel()
+        done.set()
+        finisher.join(30)
     assert rc == 0, out
-    assert "FAILED - RETRYING: [spark-a -> k8s-api]: Wait for the CI pods on the node to finish" in out, out
+    assert waiting in out, out
     assert "Rollout complete: 3 updated" in out, out
     assert not any(cordoned(host) for host in NODES)
 
