@@ -38,8 +38,11 @@ COLD_BAR_S = 75 * 60
 # the shares of the parts in one lane add up within it. Molecule beside integration as a second chain
 # ("images molecule") works (the node test bed and the agent image's build lock are taken in turn) but
 # was slower on our 2 cores: both are CPU-bound there once the integration tests run in pytest-xdist
-# workers (docs/testbed.md).
-BESIDE_CHAINS: tuple[tuple[str, ...], ...] = (("lint", "unit", "agent", "sanity", "release-check"),)
+# workers (docs/testbed.md). `images` is a chain of its own: on a cold machine its arm64 debootstrap runs
+# under qemu on about one core for 8-10 min, which after integration left the other core idle; beside
+# it, that core has integration's work (the integration tests build the images they need themselves,
+# one lock per image, so neither builds an image twice). Warm, it finds every image and takes seconds.
+BESIDE_CHAINS: tuple[tuple[str, ...], ...] = (("lint", "unit", "agent", "sanity", "release-check"), ("images",))
 # Part: (warm share, cold share) in seconds. Warm: the fresh-clone CI run of 849990d on 2026-12-06 (setup 1,
 # lint 93, unit 79, agent 21, sanity 227, release-check 67 beside integration 861, images 0, molecule 948;
 # 1810 s in all), rounded up; cold: the shares of 2026-12-01 (docs/testbed.md). The parts beside

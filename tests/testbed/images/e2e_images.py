@@ -48,6 +48,7 @@ IMAGE_DIR = ROOT / "image"
 BUILD_PY = ROOT / "molecule" / "images" / "build.py"
 AGENT_DEFAULTS = ROOT / "roles" / "agent_image" / "defaults" / "main.yml"
 AGENT_VARS = ROOT / "roles" / "agent_image" / "vars" / "main.yml"
+AGENT_SCENARIO = ROOT / "molecule" / "agent_image" / "molecule.yml"
 TIMINGS = ROOT / ".cache" / "e2e-image-timings.jsonl"
 
 # Bump when what this script builds changes in a way the hashed inputs do not show.
@@ -172,15 +173,20 @@ def node_images() -> Any:
 
 
 def agent_build_args() -> Dict[str, str]:
-    """The role's agent_image_build_args for the agent_image scenario (defaults + its base image)."""
+    """The role's agent_image_build_args for the agent_image scenario (defaults + its base image and tools
+    opt-level), so that both builds share the compiled tools through the BuildKit cache."""
     defaults = yaml.safe_load(AGENT_DEFAULTS.read_text(encoding="utf-8"))
     arg_names = yaml.safe_load(AGENT_VARS.read_text(encoding="utf-8"))["agent_image_tool_build_args"]
+    scenario = yaml.safe_load(AGENT_SCENARIO.read_text(encoding="utf-8"))["provisioner"]["inventory"]
+    scenario = scenario["group_vars"]["all"]
     health = str(defaults["agent_image_health_docker"])
+    opt_level = scenario.get("agent_image_cargo_tools_opt_level", defaults["agent_image_cargo_tools_opt_level"])
     args = {
         "BASE_IMAGE": BASE_IMAGE,
         "HEALTH_DOCKER": health,
         "VERSION": str(defaults["agent_image_version"]),
         "SOURCE": str(defaults["agent_image_source_url"]),
+        "CARGO_TOOLS_OPT_LEVEL": str(opt_level),
     }
     for tool, version in defaults["agent_image_cargo_tools"].items():
         args[arg_names[tool]] = str(version)
