@@ -1,6 +1,6 @@
 """The agent image's build arguments: the end-to-end build (tests/testbed/images/e2e_images.py), the
 agent_image scenario and the lab share one BuildKit cache, so they must build with the same arguments or
-each compiles the cargo tools again (half of a cold CI run's build time)."""
+each compiles the cargo tools again (at opt-level 3 most of a cold CI run's build time)."""
 
 from __future__ import annotations
 
