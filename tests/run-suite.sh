@@ -13,9 +13,9 @@
 # one after another), by default tests/suite_report.py's BESIDE_CHAINS, "lint unit agent sanity
 # release-check | images": the short CPU-bound parts, in the time the integration tests wait on
 # containers, Pods and the Kubernetes test bed, and the node images (on a cold machine the arm64 one
-# takes about one core under qemu for 8-10 min). SUITE_BESIDE="lint unit agent sanity release-check | images molecule"
-# also runs Molecule beside them: the one node test bed per machine is then taken in turn
-# (tests/integration/k8s_testbed.py, node_testbed_turn; the Molecule runner, told by
+# takes about one core under qemu for 8-10 min).
+# SUITE_BESIDE="lint unit agent sanity release-check | images molecule" also runs Molecule beside them:
+# the one node test bed per machine is then taken in turn (tests/integration/k8s_testbed.py, node_testbed_turn; the Molecule runner, told by
 # MOLECULE_BESIDE_INTEGRATION=1, runs agent_jobs last). Their output is printed when integration ends.
 # SUITE_BESIDE="" runs every part in turn.
 #

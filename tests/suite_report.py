@@ -46,10 +46,9 @@ BESIDE_CHAINS: tuple[tuple[str, ...], ...] = (("lint", "unit", "agent", "sanity"
 # Part: (warm share, cold share) in seconds. Warm: the fresh-clone CI run of 849990d on 2026-12-06 (setup 1,
 # lint 93, unit 79, agent 21, sanity 227, release-check 67 beside integration 861, images 0, molecule 948;
 # 1810 s in all), rounded up (unit raised to 110 after 100 s in the final check of d741b85); cold: the
-# fresh-clone `--cold ci` run of d4f488b on 2026-12-06 (setup 58,
-# lint 93, unit 92, agent 44, sanity 272, release-check 44 and images 1267 beside integration 2017,
-# molecule 909; 2984 s in all), rounded up. The parts beside integration only need to fit in its share
-# together.
+# fresh-clone `--cold ci` run of d4f488b on 2026-12-06 (setup 58, lint 93, unit 92, agent 44, sanity 272,
+# release-check 44 and images 1267 beside integration 2017, molecule 909; 2984 s in all), rounded up.
+# The parts beside integration only need to fit in its share together.
 SHARES: dict[str, tuple[int, int]] = {
     "setup": (75, 90),
     "lint": (100, 110),
