@@ -66,6 +66,11 @@ CASES = [
         id="cargo-tool-version-not-semver",
     ),
     pytest.param(
+        {"agent_image_cargo_tools_opt_level": "fast"},
+        ["agent_image_cargo_tools_opt_level", "fast", "0, 1, 2, 3, s, z"],
+        id="unknown-tools-opt-level",
+    ),
+    pytest.param(
         {"agent_image_health_docker": "sometimes"},
         ["agent_image_health_docker", "sometimes"],
         id="unknown-health-docker-level",
